@@ -1,0 +1,108 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import type { SsePluginOptions, SseSink, SseSource, SseStreamOptions } from './types/index.js'
+import type { EventObject } from './lib/encoder.js'
+import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, describe } from './lib/errors.js'
+import { readLastEventId } from './lib/last-event-id.js'
+import { DEFAULTS, resolveOptions } from './lib/options.js'
+import { Sink } from './lib/sink.js'
+import { SourcePump, isIterable, isThenable } from './lib/source.js'
+import { type Registry, SseStream } from './lib/stream.js'
+
+export type * from './types/index.js'
+export { encodeEvent } from './lib/encoder.js'
+export * as errors from './lib/errors.js'
+
+const kWaitForStream = Symbol('fastify-sse-stream.waitForStream')
+
+type SseReply = FastifyReply & { [kWaitForStream]?: () => void }
+
+function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
+  if (!isIterable(value) || typeof value === 'string') throw new FST_ERR_SSE_INVALID_SOURCE(describe(value))
+}
+
+async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Promise<void> {
+  const options = resolveOptions(DEFAULTS, opts, fastify.log)
+  const registry: Registry = { streams: new Set(), options, closing: false }
+
+  function createStream (reply: SseReply, callOptions: SseStreamOptions | undefined): SseStream {
+    if (reply.sent || reply.raw.headersSent) throw new FST_ERR_SSE_ALREADY_SENT()
+    const stream = new SseStream(registry, reply.request, reply, resolveOptions(options, callOptions))
+    reply[kWaitForStream]?.()
+    return stream
+  }
+
+  function sse (this: SseReply, source: SseSource<EventObject>, callOptions?: SseStreamOptions): Promise<void> {
+    const stream = createStream(this, callOptions)
+    let iterable: unknown = source
+    if (typeof source === 'function') {
+      iterable = source(stream.context)
+      if (!isThenable(iterable)) checkSource(iterable)
+    } else {
+      checkSource(source)
+    }
+    if (registry.closing) {
+      stream.refuse()
+      return stream.done
+    }
+    stream.open()
+    if (isThenable(iterable)) {
+      iterable.then((value) => {
+        if (stream.closed) return
+        try {
+          checkSource(value)
+        } catch (error) {
+          return stream.fail(error)
+        }
+        new SourcePump(stream, value).pull()
+      }, (error) => stream.fail(error))
+    } else {
+      new SourcePump(stream, iterable as Iterable<EventObject>).pull()
+    }
+    return stream.done
+  }
+
+  function sseSink (this: SseReply, callOptions?: SseStreamOptions): SseSink<EventObject> {
+    const stream = createStream(this, callOptions)
+    const sink = new Sink(stream)
+    if (registry.closing) stream.refuse()
+    else stream.open()
+    return sink
+  }
+
+  fastify.decorateReply('sse', sse)
+  fastify.decorateReply('sseSink', sseSink)
+  fastify.decorateRequest('lastEventId', {
+    getter (this: FastifyRequest) {
+      return readLastEventId(this, options.lastEventIdQuery, options.lastEventIdMaxLength)
+    }
+  })
+
+  // An async handler of an `sse: true` route that resolves without replying waits for its
+  // stream, instead of Fastify sending an empty 200 that the later reply.sse() could not undo.
+  fastify.addHook('onRoute', (route: RouteOptions & { sse?: boolean }) => {
+    if (route.sse !== true) return
+    const handler = route.handler
+    route.handler = function sseRouteHandler (this: FastifyInstance, request, reply) {
+      const result = handler.call(this, request, reply)
+      if (!isThenable(result)) return result
+      return Promise.resolve(result).then((value) => {
+        if (value !== undefined || reply.sent) return value
+        return new Promise<undefined>((resolve) => {
+          (reply as SseReply)[kWaitForStream] = () => resolve(undefined)
+        })
+      })
+    }
+  })
+
+  fastify.addHook('preClose', async () => {
+    registry.closing = true
+    await Promise.all(Array.from(registry.streams, (stream) => stream.shutdown()))
+  })
+}
+
+
+const plugin = fp(fastifySSE, { fastify: '5.x', name: 'fastify-sse-stream' })
+
+export { plugin as fastifySSE }
+export default plugin

@@ -1,0 +1,116 @@
+import {
+  FST_ERR_SSE_INVALID_COMMENT,
+  FST_ERR_SSE_INVALID_DATA,
+  FST_ERR_SSE_INVALID_EVENT,
+  FST_ERR_SSE_INVALID_EVENT_NAME,
+  FST_ERR_SSE_INVALID_ID,
+  FST_ERR_SSE_INVALID_RETRY,
+  describe
+} from './errors.js'
+
+/** One server-sent event. Every field is optional; see the README for what each one sends. */
+export interface EventObject {
+  id?: string | number
+  event?: string
+  data?: unknown
+  retry?: number
+  comment?: string
+}
+
+/** Turns non-string `data` into text. It is called once per event and must return a string. */
+export type Serializer = (data: unknown) => string
+
+export const MAX_RETRY = 2147483647
+
+const LINE_BREAK = /\r\n|\r|\n/g
+// An id comes back in the Last-Event-ID header, which HTTP trims of spaces and tabs.
+const ID_EDGE_SPACE = /^[ \t]|[ \t]$/
+
+function hasLineBreak (s: string): boolean {
+  return s.indexOf('\n') !== -1 || s.indexOf('\r') !== -1
+}
+
+function encodeData (text: string): string {
+  // Fast path: one line, one string built.
+  if (!hasLineBreak(text)) return 'data: ' + text + '\n'
+  // Every CR, LF or CRLF starts a new data line; a raw CR must never reach the wire.
+  return 'data: ' + text.replace(LINE_BREAK, '\ndata: ') + '\n'
+}
+
+function encodeComment (text: unknown): string {
+  if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_COMMENT(describe(text))
+  if (!hasLineBreak(text)) return ': ' + text + '\n'
+  return ': ' + text.replace(LINE_BREAK, '\n: ') + '\n'
+}
+
+function checkId (id: unknown): string {
+  if (typeof id === 'number') {
+    if (Number.isFinite(id)) return String(id)
+  } else if (typeof id === 'string') {
+    if (id === '') return id
+    if (!hasLineBreak(id) && id.indexOf('\0') === -1 && !ID_EDGE_SPACE.test(id) && id.isWellFormed()) return id
+  }
+  throw new FST_ERR_SSE_INVALID_ID(describe(id))
+}
+
+function checkEventName (name: unknown): string {
+  if (typeof name !== 'string' || hasLineBreak(name) || !name.isWellFormed()) {
+    throw new FST_ERR_SSE_INVALID_EVENT_NAME(describe(name))
+  }
+  return name
+}
+
+function checkRetry (retry: unknown): number {
+  if (!Number.isInteger(retry) || (retry as number) < 0 || (retry as number) > MAX_RETRY) {
+    throw new FST_ERR_SSE_INVALID_RETRY(describe(retry))
+  }
+  return retry as number
+}
+
+/**
+ * Encodes one event as one SSE frame.
+ *
+ * Field order is fixed: comment lines, `event`, `retry`, `id`, then `data`. Every frame that
+ * carries a field ends with one blank line; a comment-only frame does not, so that it never
+ * dispatches an event (fetch-event-source fires an empty message for a bare blank line).
+ * An event with no field at all encodes to the empty string.
+ *
+ * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+ */
+export function encodeEvent (ev: EventObject, serialize: Serializer = JSON.stringify): string {
+  if (typeof ev !== 'object' || ev === null) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
+  const { data, event, id, retry, comment } = ev
+
+  let frame = comment === undefined ? '' : encodeComment(comment)
+  let fields = false
+  if (event !== undefined && checkEventName(event) !== '') {
+    frame += 'event: ' + event + '\n'
+    fields = true
+  }
+  if (retry !== undefined) {
+    frame += 'retry: ' + checkRetry(retry) + '\n'
+    fields = true
+  }
+  if (id !== undefined) {
+    frame += 'id: ' + checkId(id) + '\n'
+    fields = true
+  }
+  if (data !== undefined) {
+    let text: unknown = data
+    if (typeof data !== 'string') {
+      text = serialize(data)
+      if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_DATA(describe(text))
+    }
+    frame += encodeData(text as string)
+    fields = true
+  } else if (event !== undefined && event !== '') {
+    // A client dispatches nothing for an empty data buffer: a named event needs a data line.
+    frame += 'data: \n'
+  }
+  return fields ? frame + '\n' : frame
+}
+
+/** Encodes a comment-only frame, as used for heartbeats: it never dispatches an event. */
+export function encodeCommentFrame (text: string): string {
+  return encodeComment(text)
+}

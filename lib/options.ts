@@ -1,0 +1,119 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { SsePluginOptions, SseStreamOptions } from '../types/index.js'
+import type { EventObject, Serializer } from './encoder.js'
+import { MAX_RETRY } from './encoder.js'
+import { FST_ERR_SSE_INVALID_OPTION, describe } from './errors.js'
+
+/** Options after defaults and validation; `0` means disabled for the durations. */
+export interface ResolvedOptions {
+  readonly heartbeat: number
+  readonly retry: number | undefined
+  readonly serializer: Serializer
+  readonly lastEventIdQuery: string | false
+  readonly writeTimeout: number
+  readonly shutdownGrace: number
+  readonly errorEvent: false | ((error: unknown) => EventObject)
+  readonly queueLimit: number
+}
+
+export interface ResolvedPluginOptions extends ResolvedOptions {
+  readonly lastEventIdMaxLength: number
+  readonly retryAfter: number
+}
+
+// The most setTimeout() can wait; longer delays fire at once.
+const MAX_TIMER = 2147483647
+// Below this a browser reconnects in a tight loop (Chromium: 62 requests in 300 ms at retry: 0).
+const RETRY_FLOOR = 500
+
+export const DEFAULTS: ResolvedPluginOptions = Object.freeze({
+  heartbeat: 15_000, // ms; 0 disables
+  retry: undefined, // ms; not sent unless set
+  serializer: JSON.stringify as Serializer,
+  lastEventIdQuery: 'lastEventId',
+  writeTimeout: 30_000, // ms; 0 disables
+  shutdownGrace: 1_000, // ms
+  errorEvent: false,
+  queueLimit: 1024, // events
+  lastEventIdMaxLength: 1024, // UTF-16 code units
+  retryAfter: 5 // s
+})
+
+function isInt (value: unknown, min: number, max: number): value is number {
+  return Number.isInteger(value) && (value as number) >= min && (value as number) <= max
+}
+
+function invalid (name: string, expected: string, value: unknown): never {
+  throw new FST_ERR_SSE_INVALID_OPTION(name, expected, describe(value))
+}
+
+function duration (name: string, value: unknown): number {
+  if (value === false) return 0
+  if (!isInt(value, 0, MAX_TIMER)) invalid(name, `false or an integer number of ms from 0 to ${MAX_TIMER}`, value)
+  return value
+}
+
+/** Safe message for the default error event: only 4xx messages are meant for clients. */
+function defaultErrorEvent (error: unknown): EventObject {
+  const status = (error as { statusCode?: unknown } | null)?.statusCode
+  const message = typeof status === 'number' && status >= 400 && status < 500
+    ? String((error as Error).message)
+    : 'Internal Server Error'
+  return { event: 'error', data: message }
+}
+
+/**
+ * Applies `options` over `base`, validating each one given. Returns `base` itself when there is
+ * nothing to apply, so per-call options cost nothing when unused.
+ */
+export function resolveOptions<T extends ResolvedOptions> (
+  base: T,
+  options: SseStreamOptions | SsePluginOptions | undefined,
+  log?: FastifyBaseLogger
+): T {
+  if (options === undefined) return base
+  if (typeof options !== 'object' || options === null) invalid('options', 'an object', options)
+  const out: Record<string, unknown> = { ...(base as object) }
+  const o = options as SsePluginOptions
+  if (o.heartbeat !== undefined) out.heartbeat = duration('heartbeat', o.heartbeat)
+  if (o.writeTimeout !== undefined) out.writeTimeout = duration('writeTimeout', o.writeTimeout)
+  if (o.retry !== undefined) {
+    if (!isInt(o.retry, 0, MAX_RETRY)) invalid('retry', `an integer number of ms from 0 to ${MAX_RETRY}`, o.retry)
+    if (o.retry < RETRY_FLOOR) {
+      log?.warn(`fastify-sse-stream: retry ${o.retry} ms is below ${RETRY_FLOOR} ms; browsers will reconnect in a tight loop`)
+    }
+    out.retry = o.retry
+  }
+  if (o.serializer !== undefined) {
+    if (typeof o.serializer !== 'function') invalid('serializer', 'a function', o.serializer)
+    out.serializer = o.serializer
+  }
+  if (o.lastEventIdQuery !== undefined) {
+    if (o.lastEventIdQuery !== false && (typeof o.lastEventIdQuery !== 'string' || o.lastEventIdQuery === '')) {
+      invalid('lastEventIdQuery', 'a non-empty string or false', o.lastEventIdQuery)
+    }
+    out.lastEventIdQuery = o.lastEventIdQuery
+  }
+  if (o.shutdownGrace !== undefined) {
+    if (!isInt(o.shutdownGrace, 0, MAX_TIMER)) invalid('shutdownGrace', 'an integer number of ms', o.shutdownGrace)
+    out.shutdownGrace = o.shutdownGrace
+  }
+  if (o.errorEvent !== undefined) {
+    if (typeof o.errorEvent === 'function') out.errorEvent = o.errorEvent
+    else if (typeof o.errorEvent === 'boolean') out.errorEvent = o.errorEvent && defaultErrorEvent
+    else invalid('errorEvent', 'a boolean or a function', o.errorEvent)
+  }
+  if (o.queueLimit !== undefined) {
+    if (!isInt(o.queueLimit, 1, Number.MAX_SAFE_INTEGER)) invalid('queueLimit', 'a positive integer', o.queueLimit)
+    out.queueLimit = o.queueLimit
+  }
+  if (o.lastEventIdMaxLength !== undefined) {
+    if (!isInt(o.lastEventIdMaxLength, 1, 65536)) invalid('lastEventIdMaxLength', 'an integer from 1 to 65536', o.lastEventIdMaxLength)
+    out.lastEventIdMaxLength = o.lastEventIdMaxLength
+  }
+  if (o.retryAfter !== undefined) {
+    if (!isInt(o.retryAfter, 0, 86400)) invalid('retryAfter', 'an integer number of seconds from 0 to 86400', o.retryAfter)
+    out.retryAfter = o.retryAfter
+  }
+  return Object.freeze(out) as unknown as T
+}

@@ -1,0 +1,94 @@
+import type { SseSink } from '../types/index.js'
+import type { EventObject } from './encoder.js'
+import { encodeCommentFrame, encodeEvent } from './encoder.js'
+import type { SseStream } from './stream.js'
+
+interface Queued {
+  frame: string
+  event: boolean
+  resolve: (written: boolean) => void
+}
+
+const WRITTEN = Promise.resolve(true)
+const NOT_WRITTEN = Promise.resolve(false)
+
+/**
+ * The push-style face of a stream, for producers that are callbacks or emitters. It writes through
+ * the stream's one ordered path: at once while the socket takes data, else into a FIFO queue of at
+ * most `queueLimit` events that drains in order. A caller that awaits `send()` never fills it.
+ */
+export class Sink implements SseSink<EventObject> {
+  private readonly queue: Queued[] = []
+  // Resolves the send whose write filled the socket, once it drains.
+  private waiter: ((written: boolean) => void) | null = null
+  private ending = false
+
+  constructor (private readonly stream: SseStream) {
+    stream.release = this.release
+  }
+
+  get signal (): AbortSignal { return this.stream.controller.signal }
+  get lastEventId (): string | undefined { return this.stream.context.lastEventId }
+  get pending (): number { return this.queue.length }
+  get closed (): boolean { return this.stream.closed }
+  get done (): Promise<void> { return this.stream.done }
+
+  send (event: EventObject): Promise<boolean> {
+    // Encoded now, so a bad event throws to its caller and the stream carries on.
+    return this.push(encodeEvent(event, this.stream.options.serializer), true)
+  }
+
+  comment (text: string): Promise<boolean> {
+    return this.push(encodeCommentFrame(text), false)
+  }
+
+  end (): void {
+    if (this.ending || this.stream.closed) return
+    this.ending = true
+    if (this.queue.length === 0 && !this.stream.backpressured) this.stream.close('ended')
+  }
+
+  private push (frame: string, event: boolean): Promise<boolean> {
+    const stream = this.stream
+    if (stream.closed || this.ending) return NOT_WRITTEN
+    if (!stream.backpressured) {
+      if (this.writeFrame(frame, event)) return WRITTEN
+      stream.whenDrained(this.flush)
+      return new Promise((resolve) => { this.waiter = resolve })
+    }
+    if (this.queue.length >= stream.options.queueLimit) {
+      // The client is too slow for this producer: close, so that it reconnects and resumes
+      // from its Last-Event-ID, rather than buffer without bound or drop events silently.
+      stream.close('overflow')
+      return NOT_WRITTEN
+    }
+    return new Promise((resolve) => { this.queue.push({ frame, event, resolve }) })
+  }
+
+  private writeFrame (frame: string, event: boolean): boolean {
+    return event ? this.stream.writeEvent(frame) : this.stream.write(frame)
+  }
+
+  private readonly flush = (): void => {
+    const stream = this.stream
+    this.waiter?.(true)
+    this.waiter = null
+    while (this.queue.length > 0) {
+      const next = this.queue.shift()!
+      if (!this.writeFrame(next.frame, next.event)) {
+        this.waiter = next.resolve
+        stream.whenDrained(this.flush)
+        return
+      }
+      next.resolve(true)
+    }
+    if (this.ending) stream.close('ended')
+  }
+
+  private readonly release = (): void => {
+    this.waiter?.(false)
+    this.waiter = null
+    for (const queued of this.queue) queued.resolve(false)
+    this.queue.length = 0
+  }
+}

@@ -1,0 +1,104 @@
+import type { EventObject } from './encoder.js'
+import { encodeEvent } from './encoder.js'
+import type { SseStream } from './stream.js'
+
+type AnyIterator = Iterator<EventObject> | AsyncIterator<EventObject>
+
+export function isIterable (value: unknown): value is AsyncIterable<EventObject> | Iterable<EventObject> {
+  return typeof value === 'object' && value !== null &&
+    (typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function' ||
+      typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function')
+}
+
+export function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
+}
+
+/**
+ * Pulls events from an iterable into a stream, one at a time: the next item is asked for only
+ * after the previous frame was accepted by the socket or the socket drained. Nothing is buffered
+ * here, so a client that reads nothing holds the source still.
+ */
+export class SourcePump {
+  private readonly it: AnyIterator
+  private finished = false
+
+  constructor (private readonly stream: SseStream, iterable: AsyncIterable<EventObject> | Iterable<EventObject>) {
+    const asyncIterator = (iterable as AsyncIterable<EventObject>)[Symbol.asyncIterator]
+    this.it = typeof asyncIterator === 'function'
+      ? asyncIterator.call(iterable)
+      : (iterable as Iterable<EventObject>)[Symbol.iterator]()
+    stream.release = this.release
+  }
+
+  readonly pull = (): void => {
+    const stream = this.stream
+    while (!stream.closed) {
+      let result
+      try {
+        result = this.it.next()
+      } catch (error) {
+        this.finished = true
+        return stream.fail(error)
+      }
+      if (isThenable(result)) {
+        result.then(this.onResult, this.onError)
+        return
+      }
+      if (!this.handle(result)) return
+    }
+  }
+
+  private readonly onResult = (result: IteratorResult<EventObject>): void => {
+    if (this.handle(result)) this.pull()
+  }
+
+  private readonly onError = (error: unknown): void => {
+    this.finished = true
+    this.stream.fail(error)
+  }
+
+  /** Writes one result; true when the next one may be pulled at once. */
+  private handle (result: IteratorResult<EventObject>): boolean {
+    const stream = this.stream
+    // The stream closed while this item was pending: release() has already run.
+    if (stream.closed) return false
+    if (result.done === true) {
+      this.finished = true
+      stream.close('done')
+      return false
+    }
+    let frame
+    try {
+      frame = encodeEvent(result.value, stream.options.serializer)
+    } catch (error) {
+      stream.fail(error)
+      return false
+    }
+    if (stream.writeEvent(frame)) return true
+    stream.whenDrained(this.pull)
+    return false
+  }
+
+  /**
+   * Stops the producer: `return()` runs its `finally` blocks. An async generator that is
+   * suspended in an `await` handles it only after that await settles, which is why sources
+   * are given an AbortSignal to end their waits.
+   */
+  private readonly release = (): void => {
+    if (this.finished) return
+    this.finished = true
+    const it = this.it as Iterator<EventObject> & { return?: () => unknown }
+    if (typeof it.return !== 'function') return
+    try {
+      const result = it.return()
+      if (isThenable(result)) result.then(undefined, this.onLateError)
+    } catch (error) {
+      this.onLateError(error)
+    }
+  }
+
+  private readonly onLateError = (error: unknown): void => {
+    this.stream.logLateError(error)
+  }
+}

@@ -1,0 +1,244 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { SseCloseReason, SseContext } from '../types/index.js'
+import { encodeEvent } from './encoder.js'
+import { FST_ERR_SSE_CLOSED, FST_ERR_SSE_SERVER_CLOSING } from './errors.js'
+import { readLastEventId } from './last-event-id.js'
+import type { ResolvedOptions, ResolvedPluginOptions } from './options.js'
+
+/** The open streams of one plugin instance, for graceful shutdown. */
+export interface Registry {
+  readonly streams: Set<SseStream>
+  readonly options: ResolvedPluginOptions
+  closing: boolean
+}
+
+const OPEN = 0
+const DRAINING = 1 // shutting down: the source may still send a farewell within the grace period
+const CLOSED = 2
+
+const HEARTBEAT = ': ping\n'
+
+/** Headers every stream sends, over those set earlier by hooks and plugins (CORS, say). */
+function streamHeaders (reply: FastifyReply, http1: boolean): OutgoingHttpHeaders {
+  const headers = reply.getHeaders() as OutgoingHttpHeaders
+  // A stream has no length, and it is never compressed: a compressor would hold events back.
+  delete headers['content-length']
+  delete headers['content-encoding']
+  delete headers['transfer-encoding']
+  // Exactly this value: fetch-event-source's documented onopen check compares it with ===.
+  headers['content-type'] = 'text/event-stream'
+  headers['cache-control'] = 'no-cache, no-transform'
+  headers['x-accel-buffering'] = 'no'
+  // HTTP/2 forbids connection-specific headers (Node warns, Safari rejects the response).
+  if (http1) headers.connection = 'keep-alive'
+  return headers
+}
+
+/**
+ * One SSE response: the single ordered write path, its timers and listeners, and its end.
+ * A source pump or a sink feeds it; whichever ends first, `close()` runs exactly once.
+ */
+export class SseStream {
+  readonly controller = new AbortController()
+  readonly context: SseContext
+  readonly done: Promise<void>
+  /** Set by the producer (pump or sink): releases it when the stream closes. */
+  release: (() => void) | null = null
+  backpressured = false
+  events = 0
+  private state = OPEN
+  private shutdownRequested = false
+  private bytes = 0
+  private writes = 0
+  private writesAtLastBeat = 0
+  private started = 0
+  private onDrained: (() => void) | null = null
+  private heartbeatTimer: NodeJS.Timeout | undefined
+  private deadlineTimer: NodeJS.Timeout | undefined
+  private graceTimer: NodeJS.Timeout | undefined
+  private socket: Socket | null = null
+  private resolveDone!: () => void
+  private readonly res: ServerResponse
+
+  constructor (
+    private readonly registry: Registry,
+    private readonly request: FastifyRequest,
+    private readonly reply: FastifyReply,
+    readonly options: ResolvedOptions
+  ) {
+    this.res = reply.raw
+    this.done = new Promise((resolve) => { this.resolveDone = resolve })
+    this.context = {
+      signal: this.controller.signal,
+      lastEventId: readLastEventId(request, options.lastEventIdQuery, registry.options.lastEventIdMaxLength)
+    }
+  }
+
+  get closed (): boolean {
+    return this.state === CLOSED
+  }
+
+  /** Hijacks the reply, sends the headers at once, and starts watching the connection. */
+  open (): void {
+    const { reply, request, res, options } = this
+    const http1 = request.raw.httpVersionMajor < 2
+    // Before hijack(): should a header set by the app be invalid, Fastify still answers the error.
+    res.writeHead(reply.statusCode, streamHeaders(reply, http1))
+    reply.hijack()
+    res.on('close', this.onClose)
+    res.on('error', this.onClose)
+    res.on('drain', this.onDrain)
+    // The response's close is the reliable disconnect signal; the socket's and the request's
+    // are watched too, as some stacks close one without the other.
+    request.raw.on('close', this.onRequestClose)
+    const socket = request.raw.socket as Socket | null
+    // HTTP/2 streams share their session's socket; inject() has a socket without Nagle to disable.
+    if (http1 && socket !== null && typeof socket.setNoDelay === 'function') {
+      this.socket = socket
+      socket.setNoDelay(true)
+      socket.on('close', this.onClose)
+    }
+    this.registry.streams.add(this)
+    this.started = performance.now()
+    if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n\n')
+    else res.flushHeaders()
+    if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(this.beat, options.heartbeat).unref()
+  }
+
+  /** Writes one whole frame. Returns false when the socket is full: wait for `whenDrained()`. */
+  write (frame: string): boolean {
+    const ok = this.res.write(frame)
+    this.writes++
+    this.bytes += Buffer.byteLength(frame)
+    if (!ok && !this.backpressured) {
+      this.backpressured = true
+      if (this.options.writeTimeout > 0) this.deadlineTimer = setTimeout(this.onStall, this.options.writeTimeout).unref()
+    }
+    return ok
+  }
+
+  /** Writes one event frame, counting it. */
+  writeEvent (frame: string): boolean {
+    this.events++
+    return this.write(frame)
+  }
+
+  /** Calls `fn` once the socket drains; it is dropped if the stream closes first. */
+  whenDrained (fn: () => void): void {
+    this.onDrained = fn
+  }
+
+  /** Ends the stream because the source failed: logs it and sends the opt-in error event. */
+  fail (error: unknown): void {
+    if (this.state === CLOSED) return
+    this.request.log.error({ err: error }, 'fastify-sse-stream: the event source failed')
+    const errorEvent = this.options.errorEvent
+    if (errorEvent !== false) {
+      try {
+        this.write(encodeEvent(errorEvent(error), this.options.serializer))
+      } catch (err) {
+        this.request.log.error({ err }, 'fastify-sse-stream: the errorEvent option failed')
+      }
+    }
+    this.close('error')
+  }
+
+  /** A producer failed after the stream had ended, while being released. */
+  logLateError (error: unknown): void {
+    this.request.log.error({ err: error }, 'fastify-sse-stream: the event source failed while stopping')
+  }
+
+  /** Server shutdown: abort the signal, give the source its grace period, then end. */
+  shutdown (): Promise<void> {
+    if (this.state === OPEN) {
+      this.state = DRAINING
+      this.shutdownRequested = true
+      this.controller.abort(new FST_ERR_SSE_CLOSED('shutdown'))
+      const grace = this.options.shutdownGrace
+      if (grace === 0) this.close('shutdown')
+      else this.graceTimer = setTimeout(() => this.close('shutdown'), grace)
+    }
+    return this.done
+  }
+
+  /** Ends the stream once, for `reason`: stops timers, drops listeners, releases the producer. */
+  close (reason: SseCloseReason): void {
+    if (this.state === CLOSED) return
+    this.state = CLOSED
+    if (this.shutdownRequested) reason = 'shutdown'
+    clearTimeout(this.heartbeatTimer)
+    clearTimeout(this.deadlineTimer)
+    clearTimeout(this.graceTimer)
+    const { res, socket } = this
+    res.off('close', this.onClose)
+    res.off('drain', this.onDrain)
+    this.request.raw.off('close', this.onRequestClose)
+    socket?.off('close', this.onClose)
+    this.onDrained = null
+    this.registry.streams.delete(this)
+    if (!this.controller.signal.aborted) this.controller.abort(new FST_ERR_SSE_CLOSED(reason))
+    const release = this.release
+    this.release = null
+    release?.()
+    if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') {
+      // The peer is gone or not reading: a graceful end would wait on it forever.
+      res.destroy()
+    } else {
+      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.end())
+      res.end()
+    }
+    // The error listener stays: a late socket error must not become an uncaught exception.
+    this.request.log.info({
+      sse: {
+        reason,
+        durationMs: Math.round(performance.now() - this.started),
+        events: this.events,
+        bytes: this.bytes
+      }
+    }, 'fastify-sse-stream: stream ended')
+    this.resolveDone()
+  }
+
+  /** Answers 503 with Retry-After: a stream started while the server shuts down. */
+  refuse (): void {
+    this.state = CLOSED
+    this.controller.abort(new FST_ERR_SSE_CLOSED('shutdown'))
+    this.reply
+      .code(503)
+      .header('retry-after', String(this.registry.options.retryAfter))
+      .send(new FST_ERR_SSE_SERVER_CLOSING())
+    this.resolveDone()
+  }
+
+  private readonly onClose = (): void => {
+    this.close('client-closed')
+  }
+
+  private readonly onRequestClose = (): void => {
+    // A request's close also follows a fully read body; only a destroyed socket means a disconnect.
+    if (this.request.raw.destroyed && this.res.destroyed) this.close('client-closed')
+  }
+
+  private readonly onDrain = (): void => {
+    if (!this.backpressured) return
+    this.backpressured = false
+    clearTimeout(this.deadlineTimer)
+    const fn = this.onDrained
+    this.onDrained = null
+    fn?.()
+  }
+
+  private readonly onStall = (): void => {
+    this.request.log.warn({ writeTimeout: this.options.writeTimeout }, 'fastify-sse-stream: the client stopped reading; closing the stream')
+    this.close('stalled')
+  }
+
+  private readonly beat = (): void => {
+    // A heartbeat goes out only after a whole interval with no write, and never into a full socket.
+    if (this.writes === this.writesAtLastBeat && !this.backpressured) this.write(HEARTBEAT)
+    this.writesAtLastBeat = this.writes
+    this.heartbeatTimer!.refresh()
+  }
+}

@@ -1,0 +1,12 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import sse from '../index.js'
+
+t.test('streams a generator', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(sse)
+  app.get('/', (_req, reply) => reply.sse([{ data: 'x' }]))
+  const res = await app.inject('/')
+  t.equal(res.body, 'data: x\n\n')
+})

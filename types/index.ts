@@ -1,0 +1,212 @@
+import type {
+  ContextConfigDefault,
+  FastifyBaseLogger,
+  FastifySchema,
+  FastifyTypeProvider,
+  FastifyTypeProviderDefault,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+  RawServerDefault,
+  RouteGenericInterface
+} from 'fastify'
+import type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
+import type { EventObject, Serializer } from '../lib/encoder.js'
+
+export type { EventObject, Serializer }
+
+/**
+ * Declares the events a route sends: event name → type of `data`. Events sent without an
+ * `event` name take the `message` entry. A `null` or `undefined` data type makes `data` optional.
+ *
+ * @example
+ * interface Ticker { tick: { n: number }, end: null }
+ */
+export type EventMap = Record<string, unknown>
+
+/** Fields any event may carry besides `event` and `data`. */
+export interface EventMeta {
+  id?: string | number
+  retry?: number
+  comment?: string
+}
+
+type DataField<T> = unknown extends T
+  ? { data?: T }
+  : [T] extends [null | undefined] ? { data?: T } : { data: T }
+
+type NamedEvent<M, K extends keyof M & string> = EventMeta &
+  (K extends 'message' ? { event?: 'message' | '' } : { event: K }) &
+  DataField<M[K]>
+
+/** A frame that dispatches no event: only `id`, `retry` or `comment`. */
+export interface ControlEvent extends EventMeta {
+  event?: undefined
+  data?: undefined
+}
+
+/** The events a route with event map `M` may send. An untyped route may send any event. */
+export type SseEvent<M extends EventMap = EventMap> = string extends keyof M
+  ? EventObject
+  : { [K in keyof M & string]: NamedEvent<M, K> }[keyof M & string] | ControlEvent
+
+/** What a source function receives. */
+export interface SseContext {
+  /** Aborts when the stream ends for any reason; `signal.reason` says why. */
+  signal: AbortSignal
+  /** The client's `Last-Event-ID` (header, else query parameter), validated; `undefined` if absent. */
+  lastEventId: string | undefined
+}
+
+type Iter<E> = AsyncIterable<E> | Iterable<E>
+
+/** What `reply.sse()` streams: an iterable of events, or a function of the stream's context returning one. */
+export type SseSource<E = EventObject> = Iter<E> | ((ctx: SseContext) => Iter<E> | Promise<Iter<E>>)
+
+/** Why a stream ended. */
+export type SseCloseReason =
+  | 'done' // the source finished
+  | 'ended' // sink.end() was called
+  | 'client-closed' // the client went away
+  | 'error' // the source threw or yielded an invalid event
+  | 'stalled' // a frame stayed unflushed past writeTimeout
+  | 'overflow' // a sink's queue passed queueLimit
+  | 'shutdown' // the server is closing
+
+/** Options that apply to one stream; set them plugin-wide at registration or per call. */
+export interface SseStreamOptions {
+  /**
+   * Sends a comment line after this many ms with no write, so proxies keep the connection.
+   * `false` or `0` disables it.
+   * @default 15000
+   */
+  heartbeat?: number | false
+  /** Sends `retry: <ms>` as the first frame, setting the client's reconnection delay. */
+  retry?: number
+  /**
+   * Turns non-string `data` into text.
+   * @default JSON.stringify
+   */
+  serializer?: Serializer
+  /**
+   * Query parameter read when there is no `Last-Event-ID` header; `false` disables it.
+   * @default 'lastEventId'
+   */
+  lastEventIdQuery?: string | false
+  /**
+   * Destroys the connection when a frame stays unflushed this long (ms): the peer is stalled or
+   * half-open. `false` or `0` disables it.
+   * @default 30000
+   */
+  writeTimeout?: number | false
+  /**
+   * On server shutdown, how long (ms) the source may still send a farewell event after its
+   * signal aborts with reason `shutdown`.
+   * @default 1000
+   */
+  shutdownGrace?: number
+  /**
+   * When the source fails, send a last `event: error` frame. `true` sends a safe message (the
+   * error's own message only when its `statusCode` is 4xx); a function builds the event itself.
+   * @default false
+   */
+  errorEvent?: boolean | ((error: unknown) => EventObject)
+  /**
+   * How many events a sink may hold unsent while the client is slow. Past it the stream closes
+   * with reason `overflow` (the client reconnects and resumes from its `Last-Event-ID`).
+   * @default 1024
+   */
+  queueLimit?: number
+}
+
+/** Options given at registration. */
+export interface SsePluginOptions extends SseStreamOptions {
+  /**
+   * Longest `Last-Event-ID` accepted, in UTF-16 code units; longer values are treated as absent.
+   * @default 1024
+   */
+  lastEventIdMaxLength?: number
+  /**
+   * Seconds sent in `Retry-After` with the 503 given to a stream started while the server closes.
+   * @default 5
+   */
+  retryAfter?: number
+}
+
+/** A push-style stream for producers that are callbacks or event emitters. */
+export interface SseSink<E = EventObject> {
+  /**
+   * Queues one event for writing. Resolves `true` once the socket accepted it, or `false` if the
+   * stream ended first. Throws at once for an invalid event. Awaiting it applies backpressure.
+   */
+  send(event: E): Promise<boolean>
+  /** Sends a comment line, which dispatches no event. */
+  comment(text: string): Promise<boolean>
+  /** Ends the stream once every queued event is written. */
+  end(): void
+  /** Aborts when the stream ends; `signal.reason` says why. */
+  readonly signal: AbortSignal
+  /** The client's `Last-Event-ID`, as in the source context. */
+  readonly lastEventId: string | undefined
+  /** Events queued but not yet written. */
+  readonly pending: number
+  /** Whether the stream has ended. */
+  readonly closed: boolean
+  /** Settles when the stream has ended, for whatever reason. Never rejects. */
+  readonly done: Promise<void>
+}
+
+type RouteEvents<RouteGeneric> = RouteGeneric extends { SseEvents: infer M extends EventMap } ? M : EventMap
+
+declare module 'fastify' {
+  /* eslint-disable @typescript-eslint/no-unused-vars -- augmentations must repeat Fastify's generics */
+  interface RouteGenericInterface {
+    /** The route's event map, used to type `reply.sse()` and `reply.sseSink()`. */
+    SseEvents?: EventMap
+  }
+
+  interface FastifyReply<
+    RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    ContextConfig = ContextConfigDefault,
+    SchemaCompiler extends FastifySchema = FastifySchema,
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+    ReplyType extends FastifyReplyType = ResolveFastifyReplyType<TypeProvider, SchemaCompiler, RouteGeneric>
+  > {
+    /**
+     * Hijacks the reply, writes SSE headers, and streams `source` until it ends, the client
+     * goes away, or the server closes. Settles when the stream has ended; never rejects
+     * because the client went away.
+     */
+    sse<M extends EventMap = RouteEvents<RouteGeneric>>(
+      source: SseSource<SseEvent<M>>,
+      options?: SseStreamOptions
+    ): Promise<void>
+    /** Hijacks the reply like `sse()`, and returns a sink to push events into. */
+    sseSink<M extends EventMap = RouteEvents<RouteGeneric>>(options?: SseStreamOptions): SseSink<SseEvent<M>>
+  }
+
+  interface FastifyRequest {
+    /** The client's `Last-Event-ID` header (re-decoded as UTF-8), else the query parameter. */
+    readonly lastEventId: string | undefined
+  }
+
+  interface RouteShorthandOptions<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+    ContextConfig = ContextConfigDefault,
+    SchemaCompiler extends FastifySchema = FastifySchema,
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+    Logger extends FastifyBaseLogger = FastifyBaseLogger
+  > {
+    /**
+     * Marks an SSE route: if its async handler returns before calling `reply.sse()`, the
+     * reply waits for that call instead of sending an empty 200.
+     */
+    sse?: boolean
+  }
+}
