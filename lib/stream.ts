@@ -90,9 +90,8 @@ export class SseStream {
     res.on('close', this.onClose)
     res.on('error', this.onClose)
     res.on('drain', this.onDrain)
-    // The response's close is the reliable disconnect signal; the socket's and the request's
-    // are watched too, as some stacks close one without the other.
-    request.raw.on('close', this.onRequestClose)
+    // The response's and the socket's close are the disconnect signals. The request's is not:
+    // Node emits it as soon as the body has been read, while the client is still connected.
     const socket = request.raw.socket as Socket | null
     // HTTP/2 streams share their session's socket; inject() has a socket without Nagle to disable.
     if (http1 && socket !== null && typeof socket.setNoDelay === 'function') {
@@ -174,7 +173,6 @@ export class SseStream {
     const { res, socket } = this
     res.off('close', this.onClose)
     res.off('drain', this.onDrain)
-    this.request.raw.off('close', this.onRequestClose)
     socket?.off('close', this.onClose)
     this.onDrained = null
     this.registry.streams.delete(this)
@@ -214,11 +212,6 @@ export class SseStream {
 
   private readonly onClose = (): void => {
     this.close('client-closed')
-  }
-
-  private readonly onRequestClose = (): void => {
-    // A request's close also follows a fully read body; only a destroyed socket means a disconnect.
-    if (this.request.raw.destroyed && this.res.destroyed) this.close('client-closed')
   }
 
   private readonly onDrain = (): void => {

@@ -1,0 +1,129 @@
+import type { FastifyInstance } from 'fastify'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+/** Listens on 127.0.0.1 port 0 and returns the base URL. */
+export async function listen (app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+}
+
+type LogLine = Record<string, any>
+
+/** A pino destination that keeps every line, with a way to await one. */
+export function logCollector (): {
+  stream: { write: (line: string) => void }
+  lines: LogLine[]
+  waitFor: (pred: (line: LogLine) => boolean, ms?: number) => Promise<LogLine>
+} {
+  const lines: LogLine[] = []
+  const waiters: Array<{ pred: (l: LogLine) => boolean, resolve: (l: LogLine) => void }> = []
+  return {
+    lines,
+    stream: {
+      write (line: string) {
+        const parsed = JSON.parse(line)
+        lines.push(parsed)
+        for (const w of waiters.slice()) {
+          if (w.pred(parsed)) {
+            waiters.splice(waiters.indexOf(w), 1)
+            w.resolve(parsed)
+          }
+        }
+      }
+    },
+    waitFor (pred, ms = 5000) {
+      const found = lines.find(pred)
+      if (found !== undefined) return Promise.resolve(found)
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('log line not seen in time')), ms)
+        waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l) } })
+      })
+    }
+  }
+}
+
+/** Stream-end log lines carry `sse`. */
+export const isEnd = (line: LogLine): boolean => line.sse !== undefined
+
+/** An open SSE response read with node:http, accumulating its text. */
+export class Client {
+  text = ''
+  ended = false
+  closed: Promise<void>
+  private waiters: Array<() => void> = []
+
+  constructor (readonly req: http.ClientRequest, readonly res: http.IncomingMessage, read = true) {
+    res.setEncoding('utf8')
+    this.closed = new Promise((resolve) => {
+      res.on('close', () => { this.ended = true; this.wake(); resolve() })
+    })
+    res.on('error', () => {})
+    req.on('error', () => {})
+    if (read) this.resume()
+  }
+
+  resume (): void {
+    this.res.on('data', (chunk: string) => { this.text += chunk; this.wake() })
+  }
+
+  /** Resolves when the text read so far satisfies `pred` (or contains the string). */
+  waitFor (pred: string | ((text: string) => boolean), ms = 5000): Promise<string> {
+    const test = typeof pred === 'string' ? (t: string) => t.includes(pred) : pred
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`stream text not seen in time; got ${JSON.stringify(this.text.slice(-200))}`)), ms)
+      const check = (): void => {
+        if (test(this.text)) { clearTimeout(timer); resolve(this.text); return }
+        if (this.ended) { clearTimeout(timer); reject(new Error(`stream ended first; got ${JSON.stringify(this.text.slice(-200))}`)); return }
+        this.waiters.push(check)
+      }
+      check()
+    })
+  }
+
+  destroy (): void {
+    this.req.destroy()
+  }
+
+  private wake (): void {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w()
+  }
+}
+
+/** Opens a request and resolves once the response head has arrived. */
+export function open (url: string, options: http.RequestOptions & { body?: string, read?: boolean } = {}): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { agent: false, ...options }, (res) => resolve(new Client(req, res, options.read !== false)))
+    req.on('error', reject)
+    req.end(options.body)
+  })
+}
+
+/** A promise with its resolve function, for awaiting an event instead of sleeping. */
+export function deferred<T = void> (): { promise: Promise<T>, resolve: (v: T) => void } {
+  let resolve!: (v: T) => void
+  const promise = new Promise<T>((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+/** Splits an SSE body into complete frames (blank-line terminated), dropping comment lines. */
+export function frames (text: string): string[] {
+  return text.split('\n\n').slice(0, -1).map((f) => f.split('\n').filter((l) => !l.startsWith(':')).join('\n')).filter((f) => f !== '')
+}
+
+/**
+ * A client that sends a request and then reads nothing at all: its socket is paused from the
+ * start, so only the kernel's buffers take the server's bytes.
+ */
+export async function silentClient (url: string): Promise<import('node:net').Socket> {
+  const { connect } = await import('node:net')
+  const u = new URL(url)
+  const socket = connect(Number(u.port), u.hostname)
+  socket.on('error', () => {})
+  await new Promise((resolve) => socket.once('connect', resolve))
+  socket.pause()
+  socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nAccept: text/event-stream\r\n\r\n`)
+  return socket
+}
