@@ -21,7 +21,7 @@ const CLOSED = 2
 const HEARTBEAT = ': ping\n'
 
 /** Headers every stream sends, over those set earlier by hooks and plugins (CORS, say). */
-function streamHeaders (reply: FastifyReply, http1: boolean): OutgoingHttpHeaders {
+function streamHeaders (reply: FastifyReply, keepAlive: boolean): OutgoingHttpHeaders {
   const headers = reply.getHeaders() as OutgoingHttpHeaders
   // A stream has no length, and it is never compressed: a compressor would hold events back.
   delete headers['content-length']
@@ -31,8 +31,9 @@ function streamHeaders (reply: FastifyReply, http1: boolean): OutgoingHttpHeader
   headers['content-type'] = 'text/event-stream'
   headers['cache-control'] = 'no-cache, no-transform'
   headers['x-accel-buffering'] = 'no'
-  // HTTP/2 forbids connection-specific headers (Node warns, Safari rejects the response).
-  if (http1) headers.connection = 'keep-alive'
+  // Only on HTTP/1.x, and only when the client did not ask to close: HTTP/2 forbids
+  // connection-specific headers (Node warns, Safari rejects the response).
+  if (keepAlive) headers.connection = 'keep-alive'
   return headers
 }
 
@@ -85,7 +86,7 @@ export class SseStream {
     const { reply, request, res, options } = this
     const http1 = request.raw.httpVersionMajor < 2
     // Before hijack(): should a header set by the app be invalid, Fastify still answers the error.
-    res.writeHead(reply.statusCode, streamHeaders(reply, http1))
+    res.writeHead(reply.statusCode, streamHeaders(reply, http1 && res.shouldKeepAlive))
     reply.hijack()
     res.on('close', this.onClose)
     res.on('error', this.onClose)
@@ -215,7 +216,7 @@ export class SseStream {
   }
 
   private readonly onDrain = (): void => {
-    if (!this.backpressured) return
+    // Node emits 'drain' only after a write() that returned false.
     this.backpressured = false
     clearTimeout(this.deadlineTimer)
     const fn = this.onDrained

@@ -6,7 +6,7 @@ import sse from '../index.js'
 import type { SsePluginOptions } from '../index.js'
 import { deferred, frames, isEnd, listen, logCollector, open } from './helpers/stream.js'
 
-async function build (t: Tap.Test, options: SsePluginOptions = {}): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
+async function build (t: { teardown: (fn: () => unknown) => void }, options: SsePluginOptions = {}): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
   const logs = logCollector()
   const app = Fastify({ logger: { level: 'debug', stream: logs.stream } })
   t.teardown(() => app.close())
@@ -14,8 +14,6 @@ async function build (t: Tap.Test, options: SsePluginOptions = {}): Promise<{ ap
   return { app, logs }
 }
 
-type Tap = typeof t
-declare namespace Tap { type Test = Tap }
 
 const KiB64 = 'x'.repeat(64 * 1024)
 
@@ -457,4 +455,33 @@ t.test('logging: one line per stream end with duration, events, bytes and reason
   t.equal(end.sse.bytes, Buffer.byteLength(client.text), 'bytes as written, retry frame included')
   t.type(end.sse.durationMs, 'number')
   t.equal(logs.lines.filter(isEnd).length, 1)
+})
+
+t.test('frames available in the same tick go out in one write', async (t) => {
+  const { app } = await build(t, { heartbeat: false })
+  app.get('/', (_req, reply) => reply.sse(Array.from({ length: 100 }, (_, i) => ({ id: i, data: `event ${i}` }))))
+  const url = new URL(await listen(app))
+  const { connect } = await import('node:net')
+  const socket = connect(Number(url.port), url.hostname)
+  await once(socket, 'connect')
+  socket.write(`GET / HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`)
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  await once(socket, 'close')
+  const text = Buffer.concat(chunks).toString()
+  t.match(text, /id: 99\r?\ndata: event 99/)
+  // The head is flushed on its own; the 100 frames (and the end of the body) follow together.
+  t.ok(chunks.length <= 3, `received in ${chunks.length} socket reads`)
+})
+
+t.test('an array source is dropped cleanly when the client goes mid-way', async (t) => {
+  const { app, logs } = await build(t, { heartbeat: false })
+  const big = Array.from({ length: 1000 }, () => ({ data: KiB64 }))
+  app.get('/', (_req, reply) => reply.sse(big))
+  const client = await open(await listen(app) + '/')
+  await client.waitFor((text) => text.length > 200_000)
+  client.destroy()
+  const end = await logs.waitFor(isEnd)
+  t.equal(end.sse.reason, 'client-closed')
+  t.ok(end.sse.events < 1000, `stopped after ${end.sse.events} of 1000 events`)
 })

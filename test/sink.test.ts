@@ -6,7 +6,7 @@ import sse from '../index.js'
 import type { SsePluginOptions, SseSink } from '../index.js'
 import { deferred, frames, isEnd, listen, logCollector, open, silentClient } from './helpers/stream.js'
 
-async function build (t: any, options: SsePluginOptions = {}): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
+async function build (t: { teardown: (fn: () => unknown) => void }, options: SsePluginOptions = {}): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
   const logs = logCollector()
   const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
   t.teardown(() => app.close())
