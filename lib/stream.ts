@@ -102,7 +102,9 @@ export class SseStream {
     }
     this.registry.streams.add(this)
     this.started = performance.now()
-    if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n\n')
+    // No blank line: a retry field takes effect as soon as its line is read, and a blank line
+    // would make fetch-event-source fire an empty message (as it does for `: ping\n\n`).
+    if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
     else res.flushHeaders()
     if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(this.beat, options.heartbeat).unref()
   }

@@ -1,0 +1,31 @@
+// Types for examples/demo.js, so that TypeScript tests can import it.
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+
+export interface TickerOptions {
+  /** ms between ticks. @default 1000 */
+  every?: number
+  /** Ticks per connection before the server ends it. @default 5 */
+  perConnection?: number
+  /** Last tick; a reconnect past it gets 204. @default 20 */
+  limit?: number
+  /** ms, sent as `retry:`. @default 2000 */
+  retry?: number
+  /** ms, the plugin's heartbeat option. @default 3000 */
+  heartbeat?: number
+  /** ms of quiet after a connection's ticks, before it ends. @default 2 * heartbeat + 500 */
+  idle?: number
+}
+
+export interface DemoOptions {
+  /** ms between the seed's events. @default 1000 */
+  interval?: number
+  ticker?: TickerOptions
+  logger?: boolean
+}
+
+export function formatTime (date?: Date): string
+export const seedRoutes: FastifyPluginAsync<{ interval?: number }>
+export const tickerRoutes: FastifyPluginAsync<TickerOptions>
+export const vendorRoutes: FastifyPluginAsync
+export const pageRoutes: FastifyPluginAsync
+export function buildDemo (options?: DemoOptions): FastifyInstance
