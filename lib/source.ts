@@ -28,7 +28,9 @@ export class SourcePump {
     this.it = typeof asyncIterator === 'function'
       ? asyncIterator.call(iterable)
       : (iterable as Iterable<EventObject>)[Symbol.iterator]()
-    stream.release = this.release
+    // The stream may already be over (the client left, or HEAD): stop the source at once.
+    if (stream.closed) this.release()
+    else stream.release = this.release
   }
 
   readonly pull = (): void => {

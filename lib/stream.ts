@@ -107,6 +107,11 @@ export class SseStream {
     if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
     else res.flushHeaders()
     if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(this.beat, options.heartbeat).unref()
+    // The client may have left while an async handler awaited: its close events have already fired.
+    if (res.destroyed) this.close('client-closed')
+    // A HEAD response has no body: Node drops every write and reports it accepted, so nothing
+    // would ever push back on the source.
+    else if (request.raw.method === 'HEAD') this.close('done')
   }
 
   /** Writes one whole frame. Returns false when the socket is full: wait for `whenDrained()`. */
