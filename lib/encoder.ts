@@ -23,8 +23,10 @@ export type Serializer = (data: unknown) => string
 export const MAX_RETRY = 2147483647
 
 const LINE_BREAK = /\r\n|\r|\n/g
-// An id comes back in the Last-Event-ID header, which HTTP trims of spaces and tabs.
-const ID_EDGE_SPACE = /^[ \t]|[ \t]$/
+// An id comes back in the Last-Event-ID header. HTTP trims spaces and tabs at its edges, and
+// Node answers 400 to a header value holding any other C0 control (CR, LF and NUL among them) or
+// DEL, which would stop a browser's EventSource for good.
+const ID_UNSAFE = /^[ \t]|[ \t]$|[\0-\x08\n-\x1f\x7f]/
 
 function hasLineBreak (s: string): boolean {
   return s.indexOf('\n') !== -1 || s.indexOf('\r') !== -1
@@ -43,12 +45,18 @@ function encodeComment (text: unknown): string {
   return ': ' + text.replace(LINE_BREAK, '\n: ') + '\n'
 }
 
+function serializeData (data: unknown, serialize: Serializer): string {
+  const text: unknown = serialize(data)
+  if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_DATA(describe(text))
+  return text
+}
+
 function checkId (id: unknown): string {
   if (typeof id === 'number') {
     if (Number.isFinite(id)) return String(id)
   } else if (typeof id === 'string') {
     if (id === '') return id
-    if (!hasLineBreak(id) && id.indexOf('\0') === -1 && !ID_EDGE_SPACE.test(id) && id.isWellFormed()) return id
+    if (!ID_UNSAFE.test(id) && id.isWellFormed()) return id
   }
   throw new FST_ERR_SSE_INVALID_ID(describe(id))
 }
@@ -78,8 +86,15 @@ function checkRetry (retry: unknown): number {
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  */
 export function encodeEvent (ev: EventObject, serialize: Serializer = JSON.stringify): string {
-  if (typeof ev !== 'object' || ev === null) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
+  // An array is most likely a batch yielded by mistake: it would encode to nothing.
+  if (typeof ev !== 'object' || ev === null || Array.isArray(ev)) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
   const { data, event, id, retry, comment } = ev
+  // Fast path for the common frame, data and nothing else: one string built when it is one line.
+  if (event === undefined && id === undefined && retry === undefined && comment === undefined && data !== undefined) {
+    const text = typeof data === 'string' ? data : serializeData(data, serialize)
+    if (!hasLineBreak(text)) return 'data: ' + text + '\n\n'
+    return 'data: ' + text.replace(LINE_BREAK, '\ndata: ') + '\n\n'
+  }
 
   let frame = comment === undefined ? '' : encodeComment(comment)
   let fields = false
@@ -96,12 +111,7 @@ export function encodeEvent (ev: EventObject, serialize: Serializer = JSON.strin
     fields = true
   }
   if (data !== undefined) {
-    let text: unknown = data
-    if (typeof data !== 'string') {
-      text = serialize(data)
-      if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_DATA(describe(text))
-    }
-    frame += encodeData(text as string)
+    frame += encodeData(typeof data === 'string' ? data : serializeData(data, serialize))
     fields = true
   } else if (event !== undefined && event !== '') {
     // A client dispatches nothing for an empty data buffer: a named event needs a data line.

@@ -59,10 +59,10 @@ function createError<A extends unknown[] = []> (
 export const FST_ERR_SSE_INVALID_EVENT = createError<[received: string]>(
   'FST_ERR_SSE_INVALID_EVENT', 'An SSE event must be an object, instead got %s', 500, TypeError)
 export const FST_ERR_SSE_INVALID_EVENT_NAME = createError<[received: string]>(
-  'FST_ERR_SSE_INVALID_EVENT_NAME', 'The event name must be a string without CR or LF, instead got %s', 500, TypeError)
+  'FST_ERR_SSE_INVALID_EVENT_NAME', 'The event name must be a string without CR, LF or lone surrogates, instead got %s', 500, TypeError)
 export const FST_ERR_SSE_INVALID_ID = createError<[received: string]>(
   'FST_ERR_SSE_INVALID_ID',
-  'The event id must be a finite number or a string without CR, LF, NUL, lone surrogates or leading/trailing whitespace, instead got %s',
+  'The event id must be a finite number, or a string without CR, LF, NUL or other control characters, lone surrogates, or leading/trailing spaces or tabs, instead got %s',
   500, TypeError)
 export const FST_ERR_SSE_INVALID_RETRY = createError<[received: string]>(
   'FST_ERR_SSE_INVALID_RETRY', 'retry must be an integer from 0 to 2147483647 (ms), instead got %s', 500, RangeError)
@@ -86,7 +86,7 @@ export function describe (value: unknown): string {
     return JSON.stringify(value.length > 64 ? value.slice(0, 64) + '…' : value)
   }
   if (typeof value === 'function') return 'a function'
-  if (value === null) return 'null'
+  if (value === null || value === undefined) return String(value)
   if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object'
   return `${typeof value} ${String(value)}`
 }

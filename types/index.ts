@@ -19,10 +19,13 @@ export type { EventObject, Serializer }
  * Declares the events a route sends: event name → type of `data`. Events sent without an
  * `event` name take the `message` entry. A `null` or `undefined` data type makes `data` optional.
  *
+ * `any`, not `unknown`: an interface has no implicit index signature, so it would not satisfy
+ * `Record<string, unknown>`.
+ *
  * @example
  * interface Ticker { tick: { n: number }, end: null }
  */
-export type EventMap = Record<string, unknown>
+export type EventMap = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** Fields any event may carry besides `event` and `data`. */
 export interface EventMeta {
@@ -156,6 +159,9 @@ export interface SseSink<E = EventObject> {
   readonly done: Promise<void>
 }
 
+/** `never` unless `M` was given: the explicit-map signature of `reply.sse()` takes nothing else. */
+type ExplicitEvent<M extends EventMap> = [M] extends [never] ? never : SseEvent<M>
+
 type RouteEvents<RouteGeneric> = RouteGeneric extends { SseEvents: infer M extends EventMap } ? M : EventMap
 
 declare module 'fastify' {
@@ -180,8 +186,14 @@ declare module 'fastify' {
      * goes away, or the server closes. Settles when the stream has ended; never rejects
      * because the client went away.
      */
-    sse<M extends EventMap = RouteEvents<RouteGeneric>>(
-      source: SseSource<SseEvent<M>>,
+    sse(source: SseSource<SseEvent<RouteEvents<RouteGeneric>>>, options?: SseStreamOptions): Promise<void>
+    /**
+     * As above, with the event map given as a type argument: `reply.sse<Ticker>(source)`.
+     * (Two signatures rather than a defaulted type parameter: with one, TypeScript would type a
+     * generator's yields against the parameter's constraint and widen `event: 'tick'` to string.)
+     */
+    sse<M extends EventMap = never>(
+      source: SseSource<ExplicitEvent<NoInfer<M>>>, // M comes from the type argument, never the source
       options?: SseStreamOptions
     ): Promise<void>
     /** Hijacks the reply like `sse()`, and returns a sink to push events into. */

@@ -1,0 +1,128 @@
+// Pins lib/errors.ts the way Fastify core pins its errors: the exact list, each code, class,
+// status and message, and that the README's Errors table lists every code.
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import * as errors from '../lib/errors.js'
+import { errors as publicErrors } from '../index.js'
+
+type AnyErrorConstructor = errors.SseErrorConstructor<unknown[]>
+
+interface Expected {
+  statusCode: number
+  Base: ErrorConstructor
+  args: unknown[]
+  message: string
+}
+
+// One row per exported FST_ERR_* constructor. Adding or removing an error must update this table.
+const expected: Record<string, Expected> = {
+  FST_ERR_SSE_INVALID_EVENT: { statusCode: 500, Base: TypeError, args: ['null'], message: 'An SSE event must be an object, instead got null' },
+  FST_ERR_SSE_INVALID_EVENT_NAME: { statusCode: 500, Base: TypeError, args: ['"a\\nb"'], message: 'The event name must be a string without CR, LF or lone surrogates, instead got "a\\nb"' },
+  FST_ERR_SSE_INVALID_ID: {
+    statusCode: 500,
+    Base: TypeError,
+    args: ['" x"'],
+    message: 'The event id must be a finite number, or a string without CR, LF, NUL or other control characters, lone surrogates, or leading/trailing spaces or tabs, instead got " x"'
+  },
+  FST_ERR_SSE_INVALID_RETRY: { statusCode: 500, Base: RangeError, args: ['number -1'], message: 'retry must be an integer from 0 to 2147483647 (ms), instead got number -1' },
+  FST_ERR_SSE_INVALID_COMMENT: { statusCode: 500, Base: TypeError, args: ['number 1'], message: 'A comment must be a string, instead got number 1' },
+  FST_ERR_SSE_INVALID_DATA: { statusCode: 500, Base: TypeError, args: ['number 1'], message: 'The serializer must return a string for event data, instead got number 1' },
+  FST_ERR_SSE_INVALID_OPTION: {
+    statusCode: 500,
+    Base: TypeError,
+    args: ['heartbeat', 'a non-negative integer (ms) or false', '"1s"'],
+    message: "The 'heartbeat' option should be a non-negative integer (ms) or false, instead got \"1s\""
+  },
+  FST_ERR_SSE_INVALID_SOURCE: {
+    statusCode: 500,
+    Base: TypeError,
+    args: ['an object'],
+    message: 'reply.sse() takes an AsyncIterable, an Iterable or a function returning one, instead got an object'
+  },
+  FST_ERR_SSE_ALREADY_SENT: { statusCode: 500, Base: Error, args: [], message: 'reply.sse() was called on a reply that was already sent or hijacked' },
+  FST_ERR_SSE_CLOSED: { statusCode: 500, Base: Error, args: ['shutdown'], message: 'The SSE stream ended: shutdown' },
+  FST_ERR_SSE_SERVER_CLOSING: { statusCode: 503, Base: Error, args: [], message: 'The server is shutting down; reconnect later' }
+}
+
+const exported = Object.entries(errors).filter(([key]) => key.startsWith('FST_ERR_')) as Array<[string, AnyErrorConstructor]>
+
+t.test('the exact list of error constructors', async (t) => {
+  t.equal(exported.length, 11)
+  t.same(exported.map(([key]) => key).sort(), Object.keys(expected).sort())
+  t.equal(publicErrors, errors, 'the package exports this module as `errors`')
+})
+
+for (const [key, E] of exported) {
+  const want = expected[key]
+  t.test(key, async (t) => {
+    t.equal(E.code, key, 'constructor.code === key')
+    const err = new E(...want.args)
+    t.equal(err.code, key, 'instance code === key')
+    t.equal(err.name, 'FastifyError')
+    t.equal(err.statusCode, want.statusCode)
+    t.equal(err.message, want.message)
+    t.equal(Object.getPrototypeOf(E.prototype), want.Base.prototype, `extends ${want.Base.name} directly`)
+    t.ok(err instanceof E)
+    t.ok(err instanceof want.Base)
+    t.ok(err instanceof Error)
+    t.equal(err.toString(), `FastifyError [${key}]: ${want.message}`)
+    t.equal(String(err), `FastifyError [${key}]: ${want.message}`)
+    t.notOk(Object.prototype.hasOwnProperty.call(err, 'cause'), 'no cause unless given')
+    t.match(err.stack, /test[\\/]errors\.test\.ts/, 'the stack starts where the error was made')
+    t.notMatch(err.stack, /createError|FastifyError \(/, 'without the factory frame')
+    t.same(Object.keys(err), [], 'no enumerable own property')
+
+    const called = (E as unknown as (...a: unknown[]) => errors.SseError)(...want.args)
+    t.ok(called instanceof E, 'callable without new')
+    t.equal(called.message, want.message)
+
+    const cause = new Error('root cause')
+    const caused = new E(...want.args, { cause })
+    t.equal(caused.cause, cause, 'cause option')
+    t.equal(caused.message, want.message, 'the cause option is not a format argument')
+  })
+}
+
+t.test('instanceof follows the code, not the shape', async (t) => {
+  const err = new errors.FST_ERR_SSE_INVALID_ID('x')
+  t.notOk(err instanceof errors.FST_ERR_SSE_INVALID_EVENT_NAME)
+  t.notOk(new Error('x') instanceof errors.FST_ERR_SSE_INVALID_ID)
+  t.notOk((null as unknown) instanceof errors.FST_ERR_SSE_INVALID_ID)
+  t.notOk(('FST_ERR_SSE_INVALID_ID' as unknown) instanceof errors.FST_ERR_SSE_INVALID_ID)
+  // A second copy of the package (another version in node_modules) brands its errors the same way.
+  const fromOtherCopy = { [Symbol.for('fastify-error FST_ERR_SSE_INVALID_ID')]: true }
+  t.ok(fromOtherCopy instanceof errors.FST_ERR_SSE_INVALID_ID)
+})
+
+t.test('message formatting is printf-style', async (t) => {
+  t.equal(new errors.FST_ERR_SSE_CLOSED('client-closed').message, 'The SSE stream ended: client-closed')
+  t.equal(new errors.FST_ERR_SSE_INVALID_RETRY(5 as unknown as string).message, 'retry must be an integer from 0 to 2147483647 (ms), instead got 5')
+  t.equal(new errors.FST_ERR_SSE_CLOSED('%s').message, 'The SSE stream ended: %s', 'arguments are not reformatted')
+  const e = new errors.FST_ERR_SSE_INVALID_DATA('x')
+  e.message = 'changed'
+  t.equal(e.message, 'changed', 'message stays writable, as on Error')
+})
+
+t.test('describe() names a received value without dumping it', async (t) => {
+  t.equal(errors.describe('abc'), '"abc"')
+  t.equal(errors.describe('a\nb'), '"a\\nb"')
+  t.equal(errors.describe('x'.repeat(65)), JSON.stringify('x'.repeat(64) + '…'))
+  t.equal(errors.describe('x'.repeat(64)), JSON.stringify('x'.repeat(64)))
+  t.equal(errors.describe(() => 1), 'a function')
+  t.equal(errors.describe(null), 'null')
+  t.equal(errors.describe({ secret: 'x' }), 'an object')
+  t.equal(errors.describe([1]), 'an array')
+  t.equal(errors.describe(1.5), 'number 1.5')
+  t.equal(errors.describe(NaN), 'number NaN')
+  t.equal(errors.describe(true), 'boolean true')
+  t.equal(errors.describe(1n), 'bigint 1')
+  t.equal(errors.describe(Symbol('s')), 'symbol Symbol(s)')
+  t.equal(errors.describe(undefined), 'undefined', 'undefined is named once')
+})
+
+t.test('every code is in the README Errors table, and no other', async (t) => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const rows = new Set([...readme.matchAll(/^\|\s*`(FST_ERR_[A-Z_]+)`\s*\|/gm)].map((m) => m[1]))
+  for (const [key] of exported) t.ok(rows.has(key), `README lists ${key}`)
+  for (const code of rows) t.ok(code in expected, `README's ${code} exists`)
+})
