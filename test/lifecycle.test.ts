@@ -485,3 +485,23 @@ t.test('an array source is dropped cleanly when the client goes mid-way', async 
   t.equal(end.sse.reason, 'client-closed')
   t.ok(end.sse.events < 1000, `stopped after ${end.sse.events} of 1000 events`)
 })
+
+t.test('a source promise that resolves after the client went is never iterated', async (t) => {
+  const { app, logs } = await build(t, { heartbeat: false })
+  const gate = deferred()
+  let iterated = false
+  const settled = deferred()
+  app.get('/', (_req, reply) => {
+    reply.sse(async () => {
+      await gate.promise
+      return { [Symbol.iterator]: () => { iterated = true; return [][Symbol.iterator]() } }
+    }).then(() => settled.resolve())
+  })
+  const client = await open(await listen(app) + '/')
+  client.destroy()
+  await settled.promise
+  gate.resolve()
+  await delay(10)
+  t.notOk(iterated, 'the late iterable was dropped')
+  t.equal((await logs.waitFor(isEnd)).sse.reason, 'client-closed')
+})
