@@ -1,19 +1,7 @@
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
 import { once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import sse from '../index.js'
-import type { SsePluginOptions } from '../index.js'
-import { deferred, frames, isEnd, listen, logCollector, open } from './helpers/stream.js'
-
-async function build (t: { teardown: (fn: () => unknown) => void }, options: SsePluginOptions = {}): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
-  const logs = logCollector()
-  const app = Fastify({ logger: { level: 'debug', stream: logs.stream } })
-  t.teardown(() => app.close())
-  await app.register(sse, options)
-  return { app, logs }
-}
-
+import { build, deferred, frames, isEnd, listen, logCollector, open } from './helpers/stream.js'
 
 const KiB64 = 'x'.repeat(64 * 1024)
 

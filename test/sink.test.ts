@@ -1,18 +1,8 @@
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
 import { EventEmitter } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import sse from '../index.js'
-import type { SsePluginOptions, SseSink } from '../index.js'
-import { deferred, frames, isEnd, listen, logCollector, open, silentClient } from './helpers/stream.js'
-
-async function build (t: { teardown: (fn: () => unknown) => void }, options: SsePluginOptions = {}): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
-  const logs = logCollector()
-  const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
-  t.teardown(() => app.close())
-  await app.register(sse, options)
-  return { app, logs }
-}
+import type { SseSink } from '../index.js'
+import { build, deferred, frames, isEnd, listen, logCollector, open, silentClient } from './helpers/stream.js'
 
 const KiB64 = 'y'.repeat(64 * 1024)
 

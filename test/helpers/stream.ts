@@ -1,5 +1,6 @@
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import http from 'node:http'
+import sse, { type SsePluginOptions } from '../../index.js'
 import type { AddressInfo } from 'node:net'
 
 /** Listens on 127.0.0.1 port 0 and returns the base URL. */
@@ -41,6 +42,18 @@ export function logCollector (): {
       })
     }
   }
+}
+
+/** An app with the plugin registered, logging at debug level into a collector; closed at teardown. */
+export async function build (
+  t: { teardown: (fn: () => unknown) => void },
+  options: SsePluginOptions = {}
+): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
+  const logs = logCollector()
+  const app = Fastify({ logger: { level: 'debug', stream: logs.stream } })
+  t.teardown(() => app.close())
+  await app.register(sse, options)
+  return { app, logs }
 }
 
 /** Stream-end log lines carry `sse`. */
