@@ -86,15 +86,18 @@ function checkRetry (retry: unknown): number {
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  */
 export function encodeEvent (ev: EventObject, serialize: Serializer = JSON.stringify): string {
-  // An array is most likely a batch yielded by mistake: it would encode to nothing.
-  if (typeof ev !== 'object' || ev === null || Array.isArray(ev)) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
-  const { data, event, id, retry, comment } = ev
+  if (typeof ev !== 'object' || ev === null) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
   // Fast path for the common frame, data and nothing else: one string built when it is one line.
-  if (event === undefined && id === undefined && retry === undefined && comment === undefined && data !== undefined) {
+  // Plain property reads, no destructuring: this runs once per event on every connection.
+  const data = ev.data
+  if (data !== undefined && ev.event === undefined && ev.id === undefined && ev.retry === undefined && ev.comment === undefined) {
     const text = typeof data === 'string' ? data : serializeData(data, serialize)
     if (!hasLineBreak(text)) return 'data: ' + text + '\n\n'
     return 'data: ' + text.replace(LINE_BREAK, '\ndata: ') + '\n\n'
   }
+  // An array is most likely a batch yielded by mistake: it would encode to nothing.
+  if (Array.isArray(ev)) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
+  const { event, id, retry, comment } = ev
 
   let frame = comment === undefined ? '' : encodeComment(comment)
   let fields = false
