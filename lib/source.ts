@@ -14,14 +14,22 @@ export function isThenable (value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
 }
 
+// Frames pulled within one tick are joined and written as one chunk, up to this many UTF-16
+// units: a source that yields from memory would otherwise cost one write per event (three
+// buffered writes each, with chunked encoding). Node's own write buffer starts refusing at 16 KiB.
+const BATCH_LIMIT = 16384
+
 /**
  * Pulls events from an iterable into a stream, one at a time: the next item is asked for only
- * after the previous frame was accepted by the socket or the socket drained. Nothing is buffered
- * here, so a client that reads nothing holds the source still.
+ * after the previous frame was accepted by the socket or the socket drained. At most one batch
+ * (see BATCH_LIMIT) waits here, so a client that reads nothing holds the source still.
  */
 export class SourcePump {
   private readonly it: AnyIterator
   private finished = false
+  private batch = ''
+  private batched = 0
+  private flushQueued = false
 
   constructor (private readonly stream: SseStream, iterable: AsyncIterable<EventObject> | Iterable<EventObject>) {
     const asyncIterator = (iterable as AsyncIterable<EventObject>)[Symbol.asyncIterator]
@@ -41,6 +49,7 @@ export class SourcePump {
         result = this.it.next()
       } catch (error) {
         this.finished = true
+        this.flush()
         return stream.fail(error)
       }
       if (isThenable(result)) {
@@ -57,7 +66,24 @@ export class SourcePump {
 
   private readonly onError = (error: unknown): void => {
     this.finished = true
+    this.flush()
     this.stream.fail(error)
+  }
+
+  /** Writes the batch; false when the socket is full. */
+  private flush (): boolean {
+    if (this.batched === 0 || this.stream.closed) return true
+    const text = this.batch
+    const count = this.batched
+    this.batch = ''
+    this.batched = 0
+    return this.stream.writeEvents(text, count)
+  }
+
+  // Runs once the microtasks of this tick have run: the source is now waiting on something.
+  private readonly flushTick = (): void => {
+    this.flushQueued = false
+    this.flush()
   }
 
   /** Writes one result; true when the next one may be pulled at once. */
@@ -67,6 +93,7 @@ export class SourcePump {
     if (stream.closed) return false
     if (result.done === true) {
       this.finished = true
+      this.flush()
       stream.close('done')
       return false
     }
@@ -74,12 +101,31 @@ export class SourcePump {
     try {
       frame = encodeEvent(result.value, stream.options.serializer)
     } catch (error) {
+      this.flush()
       stream.fail(error)
       return false
     }
-    if (stream.writeEvent(frame)) return true
-    stream.whenDrained(this.pull)
+    this.batch += frame
+    this.batched++
+    if (this.batch.length >= BATCH_LIMIT) {
+      if (this.flush()) return true
+    } else if (!stream.backpressured) {
+      if (!this.flushQueued) {
+        this.flushQueued = true
+        process.nextTick(this.flushTick)
+      }
+      return true
+    }
+    // Full socket (now, or at the last tick's flush): resume once it drains.
+    stream.whenDrained(this.resume)
     return false
+  }
+
+  // The socket drained: write what waited, then pull on. Should that write fill the socket again,
+  // the next frame waits in the batch for the next drain, so at most one batch is ever held.
+  private readonly resume = (): void => {
+    this.flush()
+    this.pull()
   }
 
   /**

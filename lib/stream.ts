@@ -105,7 +105,9 @@ export class SseStream {
     // No blank line: a retry field takes effect as soon as its line is read, and a blank line
     // would make fetch-event-source fire an empty message (as it does for `: ping\n\n`).
     if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
-    else res.flushHeaders()
+    // The head goes out with the first frame when one is written this tick (a sink's first
+    // send(), a source's first event): one packet instead of two. Only an idle stream sends it alone.
+    else setImmediate(this.flushHead)
     if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(this.beat, options.heartbeat).unref()
     // The client may have left while an async handler awaited: its close events have already fired.
     if (res.destroyed) this.close('client-closed')
@@ -130,6 +132,12 @@ export class SseStream {
   writeEvent (frame: string): boolean {
     this.events++
     return this.write(frame)
+  }
+
+  /** Writes `count` event frames joined in one string. */
+  writeEvents (frames: string, count: number): boolean {
+    this.events += count
+    return this.write(frames)
   }
 
   /** Calls `fn` once the socket drains; it is dropped if the stream closes first. */
@@ -190,6 +198,9 @@ export class SseStream {
     release?.()
     if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') {
       // The peer is gone or not reading: a graceful end would wait on it forever.
+      // What this tick wrote is still corked with the head (see flushHead): send it first.
+      if (this.writes === 0) res.flushHeaders()
+      socket?.uncork()
       res.destroy()
     } else {
       if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.end())
@@ -229,6 +240,10 @@ export class SseStream {
     const fn = this.onDrained
     this.onDrained = null
     fn?.()
+  }
+
+  private readonly flushHead = (): void => {
+    if (this.writes === 0 && this.state !== CLOSED) this.res.flushHeaders()
   }
 
   private readonly onStall = (): void => {

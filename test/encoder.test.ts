@@ -196,8 +196,8 @@ t.test('a comment that is not a string throws', async (t) => {
   }
 })
 
-t.test('an event that is not an object throws', async (t) => {
-  for (const ev of [null, undefined, 'data: x', 1, true]) {
+t.test('an event that is not a plain object throws, arrays included', async (t) => {
+  for (const ev of [null, undefined, 'data: x', 1, true, [], [{ data: 'x' }]]) {
     t.throws(() => encode(ev as unknown as EventObject), { code: 'FST_ERR_SSE_INVALID_EVENT' }, String(ev))
   }
 })

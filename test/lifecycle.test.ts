@@ -493,3 +493,11 @@ t.test('a source promise that resolves after the client went is never iterated',
   t.notOk(iterated, 'the late iterable was dropped')
   t.equal((await logs.waitFor(isEnd)).sse.reason, 'client-closed')
 })
+
+t.test('large frames through inject(), whose writes never push back', async (t) => {
+  const { app } = await build(t, { heartbeat: false })
+  const big = 'b'.repeat(20_000)
+  app.get('/', (_req, reply) => reply.sse(Array.from({ length: 5 }, (_, i) => ({ id: i, data: big }))))
+  const res = await app.inject('/')
+  t.equal(res.body, Array.from({ length: 5 }, (_, i) => `id: ${i}\ndata: ${big}\n\n`).join(''))
+})
