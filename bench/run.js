@@ -1,0 +1,528 @@
+// Benchmarks this plugin against a hand-written node:http baseline and its peers.
+//
+//   npm run bench                 full run: 3 runs of every scenario, medians (about 15 minutes)
+//   npm run bench -- --quick      smoke run: one small run of each (about a minute)
+//
+// Options: --runs=N  --subjects=a,b  --scenarios=throughput,fanout,idle,connect,slow
+//          --profile  (fastify-sse-stream servers run with --cpu-prof into bench/out/prof/)
+//          --dist=DIR (load this plugin from DIR/index.js: a build with a proposed patch)
+//          --label=TEXT (names the JSON and Markdown output)
+//
+// Each subject runs in its own server process; the load comes from separate client processes
+// over 127.0.0.1. Subjects never run at the same time. Every wait is bounded.
+import { fork } from 'node:child_process'
+import { mkdirSync, writeFileSync, readFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { median, percentile, concatSorted } from './lib/stats.js'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const outDir = path.join(here, 'out')
+
+const SUBJECTS = {
+  'node-http': 'node:http (baseline)',
+  'fastify-sse-stream': 'fastify-sse-stream',
+  'fastify-sse': '@fastify/sse 0.6.0',
+  'fastify-sse-v2': 'fastify-sse-v2 4.2.2',
+  'better-sse': 'better-sse 0.16.1'
+}
+const BASELINE = 'node-http'
+const OURS = 'fastify-sse-stream'
+const PEERS = ['fastify-sse', 'fastify-sse-v2', 'better-sse']
+
+function parseArgs (argv) {
+  const args = {}
+  for (const a of argv) {
+    const m = /^--([^=]+)(?:=(.*))?$/.exec(a)
+    if (m !== null) args[m[1]] = m[2] ?? true
+  }
+  return args
+}
+
+const args = parseArgs(process.argv.slice(2))
+const quick = args.quick === true
+const CONFIG = quick
+  ? {
+      runs: 1,
+      throughput: { events: 20_000 },
+      fanout: { clients: [200], events: 50, rate: 50 },
+      idle: { clients: 500 },
+      connect: { concurrency: 50, durationMs: 1500 },
+      slow: { events: 500_000, stallMs: 1000 }
+    }
+  : {
+      runs: 3,
+      throughput: { events: 200_000 },
+      fanout: { clients: [1000, 5000], events: 200, rate: 50 },
+      idle: { clients: 5000 },
+      connect: { concurrency: 50, durationMs: 5000 },
+      slow: { events: 500_000, stallMs: 3000 }
+    }
+if (args.runs !== undefined) CONFIG.runs = Number(args.runs)
+const subjects = args.subjects === undefined ? Object.keys(SUBJECTS) : String(args.subjects).split(',')
+const scenarios = args.scenarios === undefined
+  ? ['throughput', 'fanout', 'idle', 'connect', 'slow']
+  : String(args.scenarios).split(',')
+const profDir = path.join(outDir, 'prof')
+// --dist adds the subject 'patched': this plugin loaded from another build, measured beside ours.
+const dist = args.dist === undefined ? undefined : path.resolve(String(args.dist), 'index.js')
+if (dist !== undefined) {
+  SUBJECTS.patched = 'fastify-sse-stream + patch'
+  if (args.subjects === undefined) subjects.splice(2, 0, 'patched')
+}
+for (const s of subjects) if (!(s in SUBJECTS)) throw new Error(`unknown subject ${s}; one of ${Object.keys(SUBJECTS)}`)
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: every one is tracked and killed on the way out, whatever happens.
+
+const children = new Set()
+
+function killAll () {
+  for (const child of children) {
+    try { child.kill('SIGKILL') } catch {}
+  }
+  children.clear()
+}
+process.on('exit', killAll)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    killAll()
+    process.exit(130)
+  })
+}
+
+function spawn (script, argv, execArgv, env) {
+  const child = fork(path.join(here, script), argv, {
+    execArgv,
+    env: { ...process.env, ...env },
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
+}
+
+function waitMessage (child, pred, ms, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out after ${ms} ms waiting for ${what}`)) }, ms)
+    const onMessage = (msg) => {
+      if (msg?.type === 'error' || (msg?.error !== undefined && pred(msg))) {
+        cleanup()
+        reject(new Error(`${what}: ${msg.error}`))
+      } else if (pred(msg)) {
+        cleanup()
+        resolve(msg)
+      }
+    }
+    const onExit = (code) => { cleanup(); reject(new Error(`${what}: process exited (${code})`)) }
+    const cleanup = () => {
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+    }
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+  })
+}
+
+async function stop (child) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
+  try { child.send({ cmd: 'exit', id: -1 }) } catch { child.kill('SIGKILL') }
+  await exited
+  clearTimeout(timer)
+}
+
+let rpcId = 0
+
+async function startServer (subject) {
+  const execArgv = ['--expose-gc']
+  if (args.profile === true && (subject === OURS || subject === 'patched')) {
+    mkdirSync(profDir, { recursive: true })
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`)
+  }
+  const child = spawn('server.js', [subject], execArgv, subject === 'patched' ? { BENCH_DIST: dist } : {})
+  const { port } = await waitMessage(child, (m) => m?.ready === true, 15_000, `${subject} server start`)
+  const call = async (msg, ms = 120_000) => {
+    const id = ++rpcId
+    child.send({ ...msg, id })
+    const reply = await waitMessage(child, (m) => m?.id === id, ms, `${subject} server ${msg.cmd}`)
+    return reply.value
+  }
+  return { child, port, call }
+}
+
+async function startClient () {
+  const child = spawn('client.js', [], [])
+  await waitMessage(child, (m) => m?.type === 'up', 10_000, 'client start')
+  return {
+    child,
+    run: (msg) => child.send({ cmd: 'run', ...msg }),
+    finish: (graceMs) => child.send({ cmd: 'finish', graceMs }),
+    ready: (ms) => waitMessage(child, (m) => m?.type === 'ready', ms, 'clients ready'),
+    result: (ms) => waitMessage(child, (m) => m?.type === 'result', ms, 'client result').then((m) => m.result)
+  }
+}
+
+async function withProcesses (subject, nClients, fn) {
+  const server = await startServer(subject)
+  const clients = []
+  try {
+    for (let i = 0; i < nClients; i++) clients.push(await startClient())
+    return await fn(server, clients)
+  } finally {
+    await Promise.all(clients.map((c) => stop(c.child)))
+    await stop(server.child)
+  }
+}
+
+function split (total, parts) {
+  return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0))
+}
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios: each returns one run's metrics for one subject.
+
+async function throughput (subject) {
+  const n = CONFIG.throughput.events
+  return withProcesses(subject, 1, async (server, [client]) => {
+    await server.call({ cmd: 'cpu-start' })
+    client.run({ mode: 'stream', port: server.port, path: `/stream?n=${n}`, expect: n, timeoutMs: 120_000 })
+    const r = await client.result(130_000)
+    const cpu = await server.call({ cmd: 'cpu-stop' })
+    // Rated from the first event to the last: the connection set-up is the connect scenario's.
+    const secs = (r.ms - r.firstMs) / 1000
+    return {
+      eventsPerSec: (r.frames - 1) / secs,
+      mbPerSec: r.bytes / 1e6 / secs,
+      cpuMsPer1k: cpu.cpuUs / 1000 / (r.frames / 1000),
+      userMsPer1k: cpu.userUs / 1000 / (r.frames / 1000),
+      delivered: r.frames / n
+    }
+  })
+}
+
+async function fanout (subject, count) {
+  const { events, rate } = CONFIG.fanout
+  const nClients = count >= 1000 ? 2 : 1
+  return withProcesses(subject, nClients, async (server, clients) => {
+    const shares = split(count, nClients)
+    clients.forEach((c, i) => c.run({ mode: 'fan', port: server.port, count: shares[i], expect: events, timeoutMs: 60_000 }))
+    const ready = await Promise.all(clients.map((c) => c.ready(70_000)))
+    const connected = ready.reduce((s, r) => s + r.ready, 0)
+    await delay(200)
+    await server.call({ cmd: 'cpu-start' })
+    const { durationMs } = await server.call({ cmd: 'broadcast', count: events, rate }, 120_000)
+    clients.forEach((c) => c.finish(5000))
+    const results = await Promise.all(clients.map((c) => c.result(20_000)))
+    const cpu = await server.call({ cmd: 'cpu-stop' })
+    const delivered = results.reduce((s, r) => s + r.delivered, 0)
+    const sorted = concatSorted(results.map((r) => r.samples))
+    return {
+      connected: connected / count,
+      delivered: delivered / (count * events),
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      max: sorted.length === 0 ? NaN : sorted[sorted.length - 1],
+      cpuUsPerDelivery: delivered === 0 ? NaN : cpu.cpuUs / delivered,
+      userUsPerDelivery: delivered === 0 ? NaN : cpu.userUs / delivered,
+      broadcastMs: durationMs
+    }
+  })
+}
+
+async function idle (subject) {
+  const count = CONFIG.idle.clients
+  const nClients = count >= 1000 ? 2 : 1
+  return withProcesses(subject, nClients, async (server, clients) => {
+    const before = await server.call({ cmd: 'memory' })
+    const shares = split(count, nClients)
+    clients.forEach((c, i) => c.run({ mode: 'idle', port: server.port, count: shares[i], timeoutMs: 60_000 }))
+    const ready = await Promise.all(clients.map((c) => c.ready(70_000)))
+    const connected = ready.reduce((s, r) => s + r.ready, 0)
+    await delay(500)
+    const after = await server.call({ cmd: 'memory' })
+    clients.forEach((c) => c.finish(0))
+    await Promise.all(clients.map((c) => c.result(20_000)))
+    return {
+      connected: connected / count,
+      heapPerConn: (after.heapUsed - before.heapUsed) / connected,
+      rssPerConn: (after.rss - before.rss) / connected,
+      externalPerConn: (after.external - before.external) / connected
+    }
+  })
+}
+
+async function connect (subject) {
+  const { concurrency, durationMs } = CONFIG.connect
+  return withProcesses(subject, 1, async (server, [client]) => {
+    await server.call({ cmd: 'cpu-start' })
+    client.run({ mode: 'connect', port: server.port, concurrency, durationMs })
+    const r = await client.result(durationMs + 30_000)
+    const cpu = await server.call({ cmd: 'cpu-stop' })
+    const sorted = r.ttfe.sort()
+    return {
+      connPerSec: r.completed / (r.elapsedMs / 1000),
+      cpuUsPerConn: cpu.cpuUs / r.completed,
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      errors: r.errors
+    }
+  })
+}
+
+async function slow (subject) {
+  const { events, stallMs } = CONFIG.slow
+  return withProcesses(subject, 1, async (server, [client]) => {
+    const before = await server.call({ cmd: 'memory' })
+    const { pulled: pulled0 } = await server.call({ cmd: 'pulled' })
+    client.run({ mode: 'slow', port: server.port, path: `/stream?n=${events}` })
+    await client.ready(10_000)
+    await delay(stallMs)
+    const { pulled } = await server.call({ cmd: 'pulled' })
+    const after = await server.call({ cmd: 'memory' })
+    client.finish(0)
+    await client.result(10_000)
+    return {
+      pulled: pulled - pulled0,
+      heapGrowthMiB: (after.heapUsed - before.heapUsed) / 2 ** 20,
+      rssGrowthMiB: (after.rss - before.rss) / 2 ** 20
+    }
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables.
+
+const fmt = {
+  int: (x) => Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a',
+  f1: (x) => Number.isFinite(x) ? x.toFixed(1) : 'n/a',
+  f2: (x) => Number.isFinite(x) ? x.toFixed(2) : 'n/a',
+  f3: (x) => Number.isFinite(x) ? x.toFixed(3) : 'n/a',
+  pct: (x) => Number.isFinite(x) ? (x * 100).toFixed(x === 1 ? 0 : 2) + ' %' : 'n/a',
+  ratio: (x) => Number.isFinite(x) ? x.toFixed(2) + '×' : 'n/a'
+}
+
+/** columns: [title, key, formatter, withRatio] */
+function table (rows, columns) {
+  const base = rows[BASELINE]
+  const head = ['Subject']
+  for (const [title, , , withRatio] of columns) {
+    head.push(title)
+    if (withRatio) head.push('vs base')
+  }
+  const lines = ['| ' + head.join(' | ') + ' |', '|' + head.map((_, i) => i === 0 ? ' --- ' : ' ---: ').join('|') + '|']
+  for (const subject of subjects) {
+    const row = rows[subject]
+    if (row === undefined) continue
+    const cells = [subject === OURS ? `**${SUBJECTS[subject]}**` : SUBJECTS[subject]]
+    for (const [, key, f, withRatio] of columns) {
+      cells.push(f(row[key]))
+      if (withRatio) cells.push(base === undefined ? 'n/a' : fmt.ratio(row[key] / base[key]))
+    }
+    lines.push('| ' + cells.join(' | ') + ' |')
+  }
+  return lines.join('\n')
+}
+
+const TABLES = {
+  throughput: () => [`### Throughput: one client, ${fmt.int(CONFIG.throughput.events)} events of ~100 B JSON from an async generator`, [
+    ['events/s', 'eventsPerSec', fmt.int, true],
+    ['MB/s', 'mbPerSec', fmt.f1, false],
+    ['CPU ms / 1k events', 'cpuMsPer1k', fmt.f2, true],
+    ['of which user ms', 'userMsPer1k', fmt.f2, true],
+    ['delivered', 'delivered', fmt.pct, false]
+  ]],
+  fanout: (count) => [`### Fan-out: ${fmt.int(count)} clients, ${CONFIG.fanout.events} events broadcast at ${CONFIG.fanout.rate}/s`, [
+    ['p50 ms', 'p50', fmt.f2, false],
+    ['p99 ms', 'p99', fmt.f2, true],
+    ['max ms', 'max', fmt.f1, false],
+    ['delivered', 'delivered', fmt.pct, false],
+    ['CPU µs / delivery', 'cpuUsPerDelivery', fmt.f2, true],
+    ['of which user µs', 'userUsPerDelivery', fmt.f2, true],
+    ['broadcast s', 'broadcastMs', (x) => fmt.f2(x / 1000), false]
+  ]],
+  idle: () => [`### Idle memory: ${fmt.int(CONFIG.idle.clients)} idle streams, per connection after GC`, [
+    ['heap B/conn', 'heapPerConn', fmt.int, true],
+    ['RSS B/conn', 'rssPerConn', fmt.int, true],
+    ['external B/conn', 'externalPerConn', fmt.int, false],
+    ['connected', 'connected', fmt.pct, false]
+  ]],
+  connect: () => [`### Connect rate: open, first event, close; ${CONFIG.connect.concurrency} concurrent for ${CONFIG.connect.durationMs / 1000} s`, [
+    ['connections/s', 'connPerSec', fmt.int, true],
+    ['server CPU µs / conn', 'cpuUsPerConn', fmt.int, true],
+    ['p50 first event ms', 'p50', fmt.f2, false],
+    ['p99 first event ms', 'p99', fmt.f2, true],
+    ['errors', 'errors', fmt.int, false]
+  ]],
+  slow: () => [`### Slow client: reads nothing for ${CONFIG.slow.stallMs / 1000} s; the source could produce ${fmt.int(CONFIG.slow.events)} events`, [
+    ['events pulled', 'pulled', fmt.int, true],
+    ['heap growth MiB', 'heapGrowthMiB', fmt.f2, false],
+    ['RSS growth MiB', 'rssGrowthMiB', fmt.f1, false]
+  ]]
+}
+
+function medians (runs) {
+  const out = {}
+  for (const key of Object.keys(runs[0] ?? {})) out[key] = median(runs.map((r) => r[key]))
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets (issue 5), checked on the medians.
+
+function targets (results) {
+  const lines = []
+  const check = (name, ok, detail) => {
+    if (ok === undefined) return
+    lines.push(`- ${ok ? 'MET' : 'MISSED'}: ${name} (${detail})`)
+  }
+  const peersOf = (rows) => PEERS.filter((p) => rows[p] !== undefined).map((p) => rows[p])
+  const everyPeer = (rows, pred) => peersOf(rows).length === 0 ? undefined : peersOf(rows).every(pred)
+  const tp = results.throughput?.[0]?.medians
+  if (tp?.[OURS] && tp[BASELINE]) {
+    const r = tp[OURS].eventsPerSec / tp[BASELINE].eventsPerSec
+    const c = tp[OURS].cpuMsPer1k / tp[BASELINE].cpuMsPer1k
+    const peers = peersOf(tp)
+    check('throughput ≥ 0.95× baseline events/s', r >= 0.95, fmt.ratio(r))
+    check('throughput CPU/event ≤ 1.05× baseline', c <= 1.05, fmt.ratio(c))
+    check('throughput ahead of every peer on events/s and CPU/event',
+      everyPeer(tp, (p) => tp[OURS].eventsPerSec > p.eventsPerSec && tp[OURS].cpuMsPer1k < p.cpuMsPer1k), 'per table')
+  }
+  for (const entry of results.fanout ?? []) {
+    const m = entry.medians
+    if (!m[OURS] || !m[BASELINE]) continue
+    const peers = peersOf(m)
+    const c = m[OURS].cpuUsPerDelivery / m[BASELINE].cpuUsPerDelivery
+    const minDelivered = Math.min(...entry.runs[OURS].map((r) => r.delivered))
+    check(`fan-out ${entry.count}: 100% delivered in every run`, minDelivered === 1, fmt.pct(minDelivered))
+    check(`fan-out ${entry.count}: CPU/delivery ≤ 1.1× baseline`, c <= 1.1, fmt.ratio(c))
+    check(`fan-out ${entry.count}: CPU/delivery ahead of every peer`, everyPeer(m, (p) => m[OURS].cpuUsPerDelivery < p.cpuUsPerDelivery), 'per table')
+    const bestPeerP99 = Math.min(...peers.filter((p) => p.delivered === 1).map((p) => p.p99))
+    if (Number.isFinite(bestPeerP99)) check(`fan-out ${entry.count}: p99 ≤ best peer's (among peers that deliver 100%)`, m[OURS].p99 <= bestPeerP99, `${fmt.f2(m[OURS].p99)} vs ${fmt.f2(bestPeerP99)} ms`)
+  }
+  const id = results.idle?.[0]?.medians
+  if (id?.[OURS] && id[BASELINE]) {
+    const r = id[OURS].heapPerConn / id[BASELINE].heapPerConn
+    check('idle heap/connection ≤ 1.3× baseline', r <= 1.3, fmt.ratio(r))
+    check('idle heap/connection below every peer', everyPeer(id, (p) => id[OURS].heapPerConn < p.heapPerConn), 'per table')
+  }
+  const cr = results.connect?.[0]?.medians
+  if (cr?.[OURS] && cr[BASELINE]) {
+    const r = cr[OURS].connPerSec / cr[BASELINE].connPerSec
+    check('connect rate ≥ 0.93× baseline', r >= 0.93, fmt.ratio(r))
+    check('connect rate ahead of every peer', everyPeer(cr, (p) => cr[OURS].connPerSec > p.connPerSec), 'per table')
+  }
+  const sl = results.slow?.[0]?.medians
+  if (sl?.[OURS]) {
+    check('slow client: heap growth < 4 MiB', sl[OURS].heapGrowthMiB < 4, `${fmt.f2(sl[OURS].heapGrowthMiB)} MiB`)
+    if (sl[BASELINE]) {
+      const r = sl[OURS].pulled / sl[BASELINE].pulled
+      check('slow client: events pulled bounded by the socket buffers (≤ 1.1× the baseline\'s)', r <= 1.1, fmt.ratio(r))
+    }
+  }
+  return lines
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function machine () {
+  const cpus = os.cpus()
+  let kernelBuffers = ''
+  try {
+    kernelBuffers = `tcp_rmem ${readFileSync('/proc/sys/net/ipv4/tcp_rmem', 'utf8').trim().replace(/\s+/g, ' ')}, ` +
+      `tcp_wmem ${readFileSync('/proc/sys/net/ipv4/tcp_wmem', 'utf8').trim().replace(/\s+/g, ' ')}`
+  } catch {}
+  return {
+    date: new Date().toISOString(),
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    node: process.version,
+    os: `${os.type()} ${os.release()}`,
+    loadavg: os.loadavg().map((x) => +x.toFixed(2)),
+    kernelBuffers
+  }
+}
+
+async function main () {
+  const info = machine()
+  const started = Date.now()
+  const log = (s) => process.stderr.write(s + '\n')
+  log(`bench: ${quick ? 'quick' : 'full'} run, ${CONFIG.runs} run(s); ${info.cpu}, ${info.cores} cores, Node ${info.node}`)
+  const fanCounts = CONFIG.fanout.clients
+  const need = Math.max(CONFIG.idle.clients, ...fanCounts) + 100
+  const { execSync } = await import('node:child_process')
+  const limit = Number(execSync('ulimit -n', { shell: '/bin/bash' }).toString().trim())
+  if (Number.isFinite(limit) && limit < need) {
+    throw new Error(`ulimit -n is ${limit}; ${need} file descriptors are needed per process. Raise it: ulimit -n 65536`)
+  }
+
+  // plan: [scenario key, count, fn]
+  const plan = []
+  for (const s of scenarios) {
+    if (s === 'fanout') for (const count of fanCounts) plan.push(['fanout', count, (subject) => fanout(subject, count)])
+    else plan.push([s, undefined, { throughput, idle, connect, slow }[s]])
+  }
+  const results = {}
+  for (const [key, count, fn] of plan) {
+    const runs = Object.fromEntries(subjects.map((s) => [s, []]))
+    for (let r = 0; r < CONFIG.runs; r++) {
+      // Rotate the order each run, so that no subject always goes first on a warm or busy machine.
+      const order = subjects.map((_, i) => subjects[(i + r) % subjects.length])
+      for (const subject of order) {
+        const t0 = Date.now()
+        try {
+          const m = await fn(subject)
+          runs[subject].push(m)
+          log(`  ${key}${count ? ' ' + count : ''} run ${r + 1} ${subject}: ${JSON.stringify(m, (k, v) => typeof v === 'number' ? +v.toPrecision(4) : v)} (${Date.now() - t0} ms)`)
+        } catch (err) {
+          log(`  ${key}${count ? ' ' + count : ''} run ${r + 1} ${subject}: FAILED ${err.message}`)
+        }
+      }
+    }
+    const med = {}
+    for (const s of subjects) if (runs[s].length > 0) med[s] = medians(runs[s])
+    ;(results[key] ??= []).push({ count, runs, medians: med })
+  }
+
+  const md = [
+    `## Results (${quick ? 'quick smoke run, not comparable' : `medians of ${CONFIG.runs} runs`})`,
+    '',
+    `${info.date.slice(0, 10)} · ${info.cpu} · ${info.cores} cores · ${info.memGiB} GiB · Node ${info.node} · ${info.os} · load ${info.loadavg.join(' ')} at start`,
+    ''
+  ]
+  for (const [key, entries] of Object.entries(results)) {
+    for (const entry of entries) {
+      const [title, columns] = TABLES[key](entry.count)
+      md.push(title, '', table(entry.medians, columns), '')
+    }
+  }
+  const t = targets(results)
+  if (t.length > 0) md.push('### Targets (issue 5)', '', ...t, '')
+  md.push(`Run time ${((Date.now() - started) / 1000).toFixed(0)} s.`)
+  const text = md.join('\n')
+  process.stdout.write(text + '\n')
+
+  mkdirSync(outDir, { recursive: true })
+  const stamp = info.date.replace(/[:.]/g, '-')
+  const label = args.label === undefined ? (quick ? 'quick' : 'full') : String(args.label)
+  const json = JSON.stringify({ machine: info, config: CONFIG, subjects, dist: dist ?? null, results }, (k, v) => ArrayBuffer.isView(v) ? undefined : v, 2)
+  writeFileSync(path.join(outDir, `${label}-${stamp}.json`), json)
+  writeFileSync(path.join(outDir, `${label}-latest.json`), json)
+  writeFileSync(path.join(outDir, `${label}-latest.md`), text + '\n')
+  log(`bench: wrote bench/out/${label}-latest.{json,md}`)
+}
+
+main().then(() => {
+  killAll()
+}, (err) => {
+  process.stderr.write(String(err?.stack ?? err) + '\n')
+  killAll()
+  process.exitCode = 1
+})

@@ -1,0 +1,54 @@
+// One subject's server process, driven by bench/run.js over IPC.
+// Usage (by run.js only): node --expose-gc bench/server.js <subject>
+import { Hub } from './lib/hub.js'
+import { counters } from './lib/payload.js'
+
+const subject = process.argv[2]
+const hub = new Hub()
+// 'patched' is this plugin loaded from the build named by BENCH_DIST (see run.js --dist).
+const { start } = await import(`./subjects/${subject === 'patched' ? 'fastify-sse-stream' : subject}.js`)
+const server = await start({ hub })
+
+let cpuStart = null
+
+function memory () {
+  // Two passes: the first may leave finalisable objects for the second.
+  globalThis.gc?.()
+  globalThis.gc?.()
+  const m = process.memoryUsage()
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
+}
+
+async function handle (msg) {
+  switch (msg.cmd) {
+    case 'cpu-start':
+      cpuStart = process.cpuUsage()
+      return {}
+    case 'cpu-stop': {
+      const d = process.cpuUsage(cpuStart)
+      return { cpuUs: d.user + d.system, userUs: d.user, systemUs: d.system }
+    }
+    case 'memory':
+      return memory()
+    case 'pulled':
+      return { pulled: counters.pulled }
+    case 'broadcast':
+      return hub.run(msg.count, msg.rate)
+    case 'exit':
+      await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1000))])
+      setImmediate(() => process.exit(0))
+      return {}
+    default:
+      throw new Error('unknown command ' + msg.cmd)
+  }
+}
+
+process.on('message', (msg) => {
+  handle(msg).then(
+    (value) => process.send({ id: msg.id, value }),
+    (err) => process.send({ id: msg.id, error: String(err?.stack ?? err) })
+  )
+})
+// The parent going away must never leave this server behind.
+process.on('disconnect', () => process.exit(0))
+process.send({ ready: true, port: server.port })

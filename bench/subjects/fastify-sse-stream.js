@@ -1,0 +1,26 @@
+// This plugin, used as its README shows: reply.sse() with an async generator for one stream,
+// and reply.sseSink() per client, fed by the broadcaster, for fan-out.
+import Fastify from 'fastify'
+import { events, readCount, HELLO_JSON } from '../lib/payload.js'
+
+// BENCH_DIST points at another build of the plugin (a copy with a proposed patch applied).
+const dist = process.env.BENCH_DIST === undefined ? '../../dist/index.js' : 'file://' + process.env.BENCH_DIST
+const { default: sse } = await import(dist)
+
+export async function start ({ hub }) {
+  const app = Fastify()
+  await app.register(sse)
+  app.get('/stream', (req, reply) => reply.sse(events(readCount(req.url, 200000))))
+  app.get('/sub', (req, reply) => {
+    const sink = reply.sseSink()
+    sink.send({ data: HELLO_JSON })
+    // The broadcaster serialises each event once; string data goes out as it is.
+    const remove = hub.add((obj, json) => { sink.send({ data: json }) })
+    sink.signal.addEventListener('abort', remove, { once: true })
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return {
+    port: app.server.address().port,
+    close: () => { app.server.closeAllConnections(); return app.close() }
+  }
+}
