@@ -6,7 +6,7 @@ import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, describe } from '
 import { readLastEventId } from './lib/last-event-id.js'
 import { DEFAULTS, resolveOptions } from './lib/options.js'
 import { Sink } from './lib/sink.js'
-import { SourcePump, isIterable, isThenable } from './lib/source.js'
+import { SourcePump, dropSource, isIterable, isThenable } from './lib/source.js'
 import { type Registry, SseStream } from './lib/stream.js'
 
 export type * from './types/index.js'
@@ -15,7 +15,7 @@ export * as errors from './lib/errors.js'
 
 const kWaitForStream = Symbol('fastify-sse-stream.waitForStream')
 
-type SseReply = FastifyReply & { [kWaitForStream]?: () => void }
+type SseReply = FastifyReply & { [kWaitForStream]?: (error?: { error: unknown }) => void }
 
 function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
   if (!isIterable(value) || typeof value === 'string') throw new FST_ERR_SSE_INVALID_SOURCE(describe(value))
@@ -27,28 +27,54 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
 
   function createStream (reply: SseReply, callOptions: SseStreamOptions | undefined): SseStream {
     if (reply.sent || reply.raw.headersSent) throw new FST_ERR_SSE_ALREADY_SENT()
-    const stream = new SseStream(registry, reply.request, reply, resolveOptions(options, callOptions))
-    reply[kWaitForStream]?.()
-    return stream
+    return new SseStream(registry, reply.request, reply, resolveOptions(options, callOptions))
+  }
+
+  /**
+   * Settles the promise of an `sse: true` handler that returned first: once the reply is taken
+   * (hijacked, or refused with 503), or with the error that stopped reply.sse(), so that Fastify
+   * answers it rather than an empty 200 (or nothing at all).
+   */
+  function wake (reply: SseReply, failure?: { error: unknown }): void {
+    const waiter = reply[kWaitForStream]
+    if (waiter === undefined) return
+    reply[kWaitForStream] = undefined
+    waiter(failure)
+  }
+
+  /** Runs the part of reply.sse()/sseSink() that may throw before the reply is taken. */
+  function beforeOpen<T> (reply: SseReply, fn: () => T): T {
+    try {
+      return fn()
+    } catch (error) {
+      if (!reply.sent) wake(reply, { error })
+      throw error
+    }
   }
 
   function sse (this: SseReply, source: SseSource<EventObject>, callOptions?: SseStreamOptions): Promise<void> {
-    const stream = createStream(this, callOptions)
-    let iterable: unknown = source
-    if (typeof source === 'function') {
-      iterable = source(stream.context)
-      if (!isThenable(iterable)) checkSource(iterable)
-    } else {
-      checkSource(source)
-    }
+    const { stream, iterable } = beforeOpen(this, () => {
+      const stream = createStream(this, callOptions)
+      let iterable: unknown = source
+      if (typeof source === 'function') {
+        iterable = source(stream.context)
+        if (!isThenable(iterable)) checkSource(iterable)
+      } else {
+        checkSource(source)
+      }
+      if (!registry.closing) stream.open()
+      return { stream, iterable }
+    })
     if (registry.closing) {
       stream.refuse()
+      wake(this)
+      dropSource(iterable, this.request.log)
       return stream.done
     }
-    stream.open()
+    wake(this)
     if (isThenable(iterable)) {
       iterable.then((value) => {
-        if (stream.closed) return
+        if (stream.closed) return dropSource(value, this.request.log)
         try {
           checkSource(value)
         } catch (error) {
@@ -63,10 +89,11 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
   }
 
   function sseSink (this: SseReply, callOptions?: SseStreamOptions): SseSink<EventObject> {
-    const stream = createStream(this, callOptions)
+    const stream = beforeOpen(this, () => createStream(this, callOptions))
     const sink = new Sink(stream)
     if (registry.closing) stream.refuse()
-    else stream.open()
+    else beforeOpen(this, () => stream.open())
+    wake(this)
     return sink
   }
 
@@ -88,8 +115,11 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
       if (!isThenable(result)) return result
       return Promise.resolve(result).then((value) => {
         if (value !== undefined || reply.sent) return value
-        return new Promise<undefined>((resolve) => {
-          (reply as SseReply)[kWaitForStream] = () => resolve(undefined)
+        return new Promise<undefined>((resolve, reject) => {
+          (reply as SseReply)[kWaitForStream] = (failure) => {
+            if (failure === undefined) resolve(undefined)
+            else reject(failure.error)
+          }
         })
       })
     }

@@ -46,6 +46,7 @@ export class Sink implements SseSink<EventObject> {
     if (this.ending || this.stream.closed) return
     this.ending = true
     if (this.queue.length === 0 && !this.stream.backpressured) this.stream.close('ended')
+    else this.stream.whenDrained(this.flush)
   }
 
   private push (frame: string, event: boolean): Promise<boolean> {
@@ -62,6 +63,9 @@ export class Sink implements SseSink<EventObject> {
       stream.close('overflow')
       return NOT_WRITTEN
     }
+    // The write that filled the socket may not have been ours (a heartbeat, say): make sure the
+    // queue is flushed when it drains. Only the sink waits on drain, so this never displaces anyone.
+    stream.whenDrained(this.flush)
     return new Promise((resolve) => { this.queue.push({ frame, event, resolve }) })
   }
 

@@ -1,5 +1,7 @@
+import type { FastifyBaseLogger } from 'fastify'
 import type { EventObject } from './encoder.js'
 import { encodeEvent } from './encoder.js'
+import { describe } from './errors.js'
 import type { SseStream } from './stream.js'
 
 type AnyIterator = Iterator<EventObject> | AsyncIterator<EventObject>
@@ -12,6 +14,35 @@ export function isIterable (value: unknown): value is AsyncIterable<EventObject>
 
 export function isThenable (value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
+}
+
+const STOP_FAILED = 'fastify-sse-stream: the event source failed while stopping'
+
+/** Calls an iterator's `return()`, if it has one; what it throws or rejects with is logged. */
+function stopIterator (it: unknown, log: FastifyBaseLogger): void {
+  const ret = (it as { return?: unknown }).return
+  if (typeof ret !== 'function') return
+  try {
+    const result: unknown = ret.call(it)
+    if (isThenable(result)) result.then(undefined, (err: unknown) => log.error({ err }, STOP_FAILED))
+  } catch (err) {
+    log.error({ err }, STOP_FAILED)
+  }
+}
+
+/**
+ * Stops a source that will never be pulled (the stream was refused, or the client left before a
+ * source promise settled): an iterator that already holds something (a listener, a cursor) gets
+ * its `return()`, and a source promise never rejects unhandled. Iterables are not iterated.
+ */
+export function dropSource (value: unknown, log: FastifyBaseLogger): void {
+  if (isThenable(value)) {
+    value.then((late) => dropSource(late, log), (err: unknown) => {
+      log.debug({ err }, 'fastify-sse-stream: a source that was not needed any more failed')
+    })
+  } else if (typeof value === 'object' && value !== null) {
+    stopIterator(value, log)
+  }
 }
 
 // Frames pulled within one tick are joined and written as one chunk, up to this many UTF-16
@@ -91,6 +122,14 @@ export class SourcePump {
     const stream = this.stream
     // The stream closed while this item was pending: release() has already run.
     if (stream.closed) return false
+    // As for await does: a result that is not an object is a TypeError, and the iterator is not
+    // closed. Reading `done` from it would throw out of a promise callback (an unhandled rejection).
+    if (typeof result !== 'object' || result === null) {
+      this.finished = true
+      this.flush()
+      stream.fail(new TypeError(`The iterator result ${describe(result)} is not an object`))
+      return false
+    }
     if (result.done === true) {
       this.finished = true
       this.flush()
@@ -136,17 +175,6 @@ export class SourcePump {
   private readonly release = (): void => {
     if (this.finished) return
     this.finished = true
-    const it = this.it as Iterator<EventObject> & { return?: () => unknown }
-    if (typeof it.return !== 'function') return
-    try {
-      const result = it.return()
-      if (isThenable(result)) result.then(undefined, this.onLateError)
-    } catch (error) {
-      this.onLateError(error)
-    }
-  }
-
-  private readonly onLateError = (error: unknown): void => {
-    this.stream.logLateError(error)
+    stopIterator(this.it, this.stream.log)
   }
 }

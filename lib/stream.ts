@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { SseCloseReason, SseContext } from '../types/index.js'
@@ -53,7 +53,7 @@ export class SseStream {
   private shutdownRequested = false
   private bytes = 0
   private writes = 0
-  private writesAtLastBeat = 0
+  private lastWrite = 0
   private started = 0
   private onDrained: (() => void) | null = null
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -86,6 +86,11 @@ export class SseStream {
     const { reply, request, res, options } = this
     const http1 = request.raw.httpVersionMajor < 2
     // Before hijack(): should a header set by the app be invalid, Fastify still answers the error.
+    // writeHead() merges its headers into those already set on the raw response (by middleware,
+    // say): remove these there as well, or they would still go out. (Never transfer-encoding:
+    // removing it, even when absent, turns chunked framing off.)
+    if (res.hasHeader('content-length')) res.removeHeader('content-length')
+    if (res.hasHeader('content-encoding')) res.removeHeader('content-encoding')
     res.writeHead(reply.statusCode, streamHeaders(reply, http1 && res.shouldKeepAlive))
     reply.hijack()
     res.on('close', this.onClose)
@@ -101,7 +106,7 @@ export class SseStream {
       socket.on('close', this.onClose)
     }
     this.registry.streams.add(this)
-    this.started = performance.now()
+    this.started = this.lastWrite = performance.now()
     // No blank line: a retry field takes effect as soon as its line is read, and a blank line
     // would make fetch-event-source fire an empty message (as it does for `: ping\n\n`).
     if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
@@ -110,7 +115,9 @@ export class SseStream {
     else setImmediate(this.flushHead)
     if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(this.beat, options.heartbeat).unref()
     // The client may have left while an async handler awaited: its close events have already fired.
-    if (res.destroyed) this.close('client-closed')
+    // Http2ServerResponse has no `destroyed` (undefined on Node 20): ask its stream.
+    const h2stream = (res as unknown as { stream?: { destroyed: boolean } }).stream
+    if (res.destroyed || h2stream?.destroyed === true) this.close('client-closed')
     // A HEAD response has no body: Node drops every write and reports it accepted, so nothing
     // would ever push back on the source.
     else if (request.raw.method === 'HEAD') this.close('done')
@@ -120,6 +127,9 @@ export class SseStream {
   write (frame: string): boolean {
     const ok = this.res.write(frame)
     this.writes++
+    // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
+    // write: the timer looks at this when it fires, and waits out the rest of the interval.
+    this.lastWrite = performance.now()
     this.bytes += Buffer.byteLength(frame)
     if (!ok && !this.backpressured) {
       this.backpressured = true
@@ -160,9 +170,9 @@ export class SseStream {
     this.close('error')
   }
 
-  /** A producer failed after the stream had ended, while being released. */
-  logLateError (error: unknown): void {
-    this.request.log.error({ err: error }, 'fastify-sse-stream: the event source failed while stopping')
+  /** The request's logger, for the producer's own failures. */
+  get log (): FastifyBaseLogger {
+    return this.request.log
   }
 
   /** Server shutdown: abort the signal, give the source its grace period, then end. */
@@ -253,8 +263,13 @@ export class SseStream {
 
   private readonly beat = (): void => {
     // A heartbeat goes out only after a whole interval with no write, and never into a full socket.
-    if (this.writes === this.writesAtLastBeat && !this.backpressured) this.write(HEARTBEAT)
-    this.writesAtLastBeat = this.writes
+    const interval = this.options.heartbeat
+    const quiet = performance.now() - this.lastWrite
+    if (quiet < interval - 1) {
+      this.heartbeatTimer = setTimeout(this.beat, interval - quiet).unref()
+      return
+    }
+    if (!this.backpressured) this.write(HEARTBEAT)
     this.heartbeatTimer!.refresh()
   }
 }
