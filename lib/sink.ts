@@ -27,7 +27,7 @@ export class Sink implements SseSink<EventObject> {
     stream.release = this.release
   }
 
-  get signal (): AbortSignal { return this.stream.controller.signal }
+  get signal (): AbortSignal { return this.stream.signal }
   get lastEventId (): string | undefined { return this.stream.context.lastEventId }
   get pending (): number { return this.queue.length }
   get closed (): boolean { return this.stream.closed }

@@ -37,13 +37,35 @@ function streamHeaders (reply: FastifyReply, keepAlive: boolean): OutgoingHttpHe
   return headers
 }
 
+/** The `ctx` a source function receives. */
+class StreamContext implements SseContext {
+  constructor (private readonly stream: SseStream, readonly lastEventId: string | undefined) {}
+  get signal (): AbortSignal {
+    return this.stream.signal
+  }
+}
+
+/** An abort reason is not a throw site: its stack would cost more than the rest of a close. */
+function closedReason (reason: SseCloseReason): Error {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return new FST_ERR_SSE_CLOSED(reason)
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
+
 /**
  * One SSE response: the single ordered write path, its timers and listeners, and its end.
  * A source pump or a sink feeds it; whichever ends first, `close()` runs exactly once.
  */
 export class SseStream {
-  readonly controller = new AbortController()
   readonly context: SseContext
+  // Made on first use of the signal: most streams never read it, and an AbortController with its
+  // reason is the largest thing a stream would otherwise hold.
+  private controller: AbortController | null = null
+  private abortedFor: SseCloseReason | undefined
   readonly done: Promise<void>
   /** Set by the producer (pump or sink): releases it when the stream closes. */
   release: (() => void) | null = null
@@ -71,10 +93,26 @@ export class SseStream {
   ) {
     this.res = reply.raw
     this.done = new Promise((resolve) => { this.resolveDone = resolve })
-    this.context = {
-      signal: this.controller.signal,
-      lastEventId: readLastEventId(request, options.lastEventIdQuery, registry.options.lastEventIdMaxLength)
+    this.context = new StreamContext(
+      this,
+      readLastEventId(request, options.lastEventIdQuery, registry.options.lastEventIdMaxLength)
+    )
+  }
+
+  /** Aborts when the stream ends; its reason is a FST_ERR_SSE_CLOSED naming why. */
+  get signal (): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController()
+      if (this.abortedFor !== undefined) this.controller.abort(closedReason(this.abortedFor))
     }
+    return this.controller.signal
+  }
+
+  /** Aborts the signal once, for the first reason given. */
+  private abort (reason: SseCloseReason): void {
+    if (this.abortedFor !== undefined) return
+    this.abortedFor = reason
+    this.controller?.abort(closedReason(reason))
   }
 
   get closed (): boolean {
@@ -180,7 +218,7 @@ export class SseStream {
     if (this.state === OPEN) {
       this.state = DRAINING
       this.shutdownRequested = true
-      this.controller.abort(new FST_ERR_SSE_CLOSED('shutdown'))
+      this.abort('shutdown')
       const grace = this.options.shutdownGrace
       if (grace === 0) this.close('shutdown')
       else this.graceTimer = setTimeout(() => this.close('shutdown'), grace)
@@ -202,7 +240,7 @@ export class SseStream {
     socket?.off('close', this.onClose)
     this.onDrained = null
     this.registry.streams.delete(this)
-    if (!this.controller.signal.aborted) this.controller.abort(new FST_ERR_SSE_CLOSED(reason))
+    this.abort(reason)
     const release = this.release
     this.release = null
     release?.()
@@ -231,7 +269,7 @@ export class SseStream {
   /** Answers 503 with Retry-After: a stream started while the server shuts down. */
   refuse (): void {
     this.state = CLOSED
-    this.controller.abort(new FST_ERR_SSE_CLOSED('shutdown'))
+    this.abort('shutdown')
     this.reply
       .code(503)
       .header('retry-after', String(this.registry.options.retryAfter))

@@ -180,3 +180,19 @@ t.test('end() on a stream that already ended does nothing', async (t) => {
   await done.promise
   await client.closed
 })
+
+t.test('a signal first read after the stream ended is already aborted, with the reason', async (t) => {
+  const { app } = await build(t)
+  const result = deferred<{ aborted: boolean, reason: string }>()
+  app.get('/', (_req, reply) => {
+    const sink = reply.sseSink()
+    sink.send({ data: 'only' })
+    sink.end()
+    sink.done.then(() => {
+      result.resolve({ aborted: sink.signal.aborted, reason: (sink.signal.reason as Error).message })
+    })
+  })
+  const client = await open(await listen(app) + '/')
+  await client.closed
+  t.same(await result.promise, { aborted: true, reason: 'The SSE stream ended: ended' })
+})
