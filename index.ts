@@ -10,7 +10,7 @@ import { SourcePump, dropSource, isIterable, isThenable } from './lib/source.js'
 import { type Registry, SseStream } from './lib/stream.js'
 
 export type * from './types/index.js'
-export { encodeEvent } from './lib/encoder.js'
+export { encodeEvent, prepareEvent, PreparedEvent } from './lib/encoder.js'
 export * as errors from './lib/errors.js'
 
 const kWaitForStream = Symbol('fastify-sse-stream.waitForStream')

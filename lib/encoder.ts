@@ -85,19 +85,21 @@ function checkRetry (retry: unknown): number {
  *
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  */
-export function encodeEvent (ev: EventObject, serialize: Serializer = JSON.stringify): string {
+export function encodeEvent (ev: EventObject | PreparedEvent, serialize: Serializer = JSON.stringify): string {
   if (typeof ev !== 'object' || ev === null) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
   // Fast path for the common frame, data and nothing else: one string built when it is one line.
   // Plain property reads, no destructuring: this runs once per event on every connection.
-  const data = ev.data
-  if (data !== undefined && ev.event === undefined && ev.id === undefined && ev.retry === undefined && ev.comment === undefined) {
+  const e = ev as EventObject
+  const data = e.data
+  if (data !== undefined && e.event === undefined && e.id === undefined && e.retry === undefined && e.comment === undefined) {
     const text = typeof data === 'string' ? data : serializeData(data, serialize)
     if (!hasLineBreak(text)) return 'data: ' + text + '\n\n'
     return 'data: ' + text.replace(LINE_BREAK, '\ndata: ') + '\n\n'
   }
+  if (ev instanceof PreparedEvent) return ev.frame
   // An array is most likely a batch yielded by mistake: it would encode to nothing.
   if (Array.isArray(ev)) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
-  const { event, id, retry, comment } = ev
+  const { event, id, retry, comment } = e
 
   let frame = comment === undefined ? '' : encodeComment(comment)
   let fields = false
@@ -121,6 +123,29 @@ export function encodeEvent (ev: EventObject, serialize: Serializer = JSON.strin
     frame += 'data: \n'
   }
   return fields ? frame + '\n' : frame
+}
+
+const kPrepare = Symbol('fastify-sse-stream.prepare')
+
+/**
+ * An event encoded once, to be sent to many streams: `sink.send(prepared)` or `yield prepared`
+ * writes its frame as it is. Made only by `prepareEvent()`, so its frame is always valid.
+ */
+export class PreparedEvent {
+  readonly frame: string
+  constructor (token: symbol, frame: string) {
+    if (token !== kPrepare) throw new TypeError('Use prepareEvent() to make a PreparedEvent')
+    this.frame = frame
+    Object.freeze(this)
+  }
+}
+
+/**
+ * Validates and encodes `ev` once, for a broadcast: every stream it is sent to writes the same
+ * frame, with no work per client. It is encoded with `serialize`, not the stream's serializer.
+ */
+export function prepareEvent (ev: EventObject, serialize: Serializer = JSON.stringify): PreparedEvent {
+  return new PreparedEvent(kPrepare, encodeEvent(ev, serialize))
 }
 
 /** Encodes a comment-only frame, as used for heartbeats: it never dispatches an event. */

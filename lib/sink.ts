@@ -1,5 +1,5 @@
 import type { SseSink } from '../types/index.js'
-import type { EventObject } from './encoder.js'
+import type { EventObject, PreparedEvent } from './encoder.js'
 import { encodeCommentFrame, encodeEvent } from './encoder.js'
 import type { SseStream } from './stream.js'
 
@@ -33,7 +33,7 @@ export class Sink implements SseSink<EventObject> {
   get closed (): boolean { return this.stream.closed }
   get done (): Promise<void> { return this.stream.done }
 
-  send (event: EventObject): Promise<boolean> {
+  send (event: EventObject | PreparedEvent): Promise<boolean> {
     // Encoded now, so a bad event throws to its caller and the stream carries on.
     return this.push(encodeEvent(event, this.stream.options.serializer), true)
   }

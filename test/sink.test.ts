@@ -196,3 +196,28 @@ t.test('a signal first read after the stream ended is already aborted, with the 
   await client.closed
   t.same(await result.promise, { aborted: true, reason: 'The SSE stream ended: ended' })
 })
+
+t.test('a prepared event is encoded once and sent to many streams as it is', async (t) => {
+  const { app, logs } = await build(t)
+  const { prepareEvent, PreparedEvent } = await import('../index.js')
+  let serialized = 0
+  const prepared = prepareEvent({ id: 7, event: 'news', data: { title: 'one' } }, (d) => { serialized++; return JSON.stringify(d) })
+  t.equal(prepared.frame, 'event: news\nid: 7\ndata: {"title":"one"}\n\n')
+  t.ok(Object.isFrozen(prepared))
+  t.throws(() => new (PreparedEvent as unknown as new (a: symbol, b: string) => unknown)(Symbol('x'), 'data: forged\n\n'), TypeError, 'only prepareEvent() makes one')
+  t.throws(() => prepareEvent({ event: 'a\nb' }), { code: 'FST_ERR_SSE_INVALID_EVENT_NAME' })
+  app.get('/sink', (_req, reply) => {
+    const sink = reply.sseSink()
+    sink.send(prepared)
+    sink.end()
+  })
+  app.get('/source', (_req, reply) => reply.sse([prepared, { data: 'own' }]))
+  const base = await listen(app)
+  const clients = await Promise.all([open(base + '/sink'), open(base + '/sink'), open(base + '/source')])
+  await Promise.all(clients.map((c) => c.closed))
+  t.equal(clients[0].text, prepared.frame)
+  t.equal(clients[1].text, prepared.frame)
+  t.equal(clients[2].text, prepared.frame + 'data: own\n\n')
+  t.equal(serialized, 1, 'serialized once for three streams')
+  t.same(logs.lines.filter(isEnd).map((l) => l.sse.events).sort(), [1, 1, 2])
+})

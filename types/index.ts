@@ -11,7 +11,7 @@ import type {
   RouteGenericInterface
 } from 'fastify'
 import type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
-import type { EventObject, Serializer } from '../lib/encoder.js'
+import type { EventObject, PreparedEvent, Serializer } from '../lib/encoder.js'
 
 export type { EventObject, Serializer }
 
@@ -61,7 +61,8 @@ export interface SseContext {
   lastEventId: string | undefined
 }
 
-type Iter<E> = AsyncIterable<E> | Iterable<E>
+// A source may also yield events made once with prepareEvent(), for a broadcast.
+type Iter<E> = AsyncIterable<E | PreparedEvent> | Iterable<E | PreparedEvent>
 
 /** What `reply.sse()` streams: an iterable of events, or a function of the stream's context returning one. */
 export type SseSource<E = EventObject> = Iter<E> | ((ctx: SseContext) => Iter<E> | Promise<Iter<E>>)
@@ -142,7 +143,7 @@ export interface SseSink<E = EventObject> {
    * Queues one event for writing. Resolves `true` once the socket accepted it, or `false` if the
    * stream ended first. Throws at once for an invalid event. Awaiting it applies backpressure.
    */
-  send(event: E): Promise<boolean>
+  send(event: E | PreparedEvent): Promise<boolean>
   /** Sends a comment line, which dispatches no event. */
   comment(text: string): Promise<boolean>
   /** Ends the stream once every queued event is written. */

@@ -9,7 +9,9 @@ import sse, {
   type SseSource,
   encodeEvent,
   errors,
-  fastifySSE
+  fastifySSE,
+  prepareEvent,
+  type PreparedEvent
 } from '../index.js'
 
 const app = Fastify()
@@ -216,5 +218,14 @@ describe('exports', () => {
     expect(new errors.FST_ERR_SSE_INVALID_ID('x').statusCode).type.toBe<number>()
     expect(errors.FST_ERR_SSE_INVALID_OPTION).type.toBeConstructableWith('heartbeat', 'a number', '"1s"')
     expect(errors.FST_ERR_SSE_INVALID_OPTION).type.toBeConstructableWith('heartbeat', 'a number', '"1s"', { cause: new Error('x') })
+  })
+
+  test('prepareEvent for broadcasts', () => {
+    const prepared = prepareEvent({ event: 'tick', data: { n: 1 } })
+    expect(prepared).type.toBe<PreparedEvent>()
+    expect(prepared.frame).type.toBe<string>()
+    expect(prepareEvent).type.not.toBeCallableWith({ retry: '5' })
+    expect(tickerReply.sseSink().send).type.toBeCallableWith(prepared)
+    expect(tickerReply.sse).type.toBeCallableWith([prepared, { event: 'end' }])
   })
 })

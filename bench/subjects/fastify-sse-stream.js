@@ -1,11 +1,22 @@
 // This plugin, used as its README shows: reply.sse() with an async generator for one stream,
-// and reply.sseSink() per client, fed by the broadcaster, for fan-out.
+// and reply.sseSink() per client, fed by the broadcaster, for fan-out, each event encoded once
+// with prepareEvent() and the same frame sent to every client.
 import Fastify from 'fastify'
 import { events, readCount, HELLO_JSON } from '../lib/payload.js'
 
 // BENCH_DIST points at another build of the plugin (a copy with a proposed patch applied).
 const dist = process.env.BENCH_DIST === undefined ? '../../dist/index.js' : 'file://' + process.env.BENCH_DIST
-const { default: sse } = await import(dist)
+const { default: sse, prepareEvent } = await import(dist)
+
+let lastObj = null
+let lastPrepared = null
+function prepared (obj) {
+  if (obj !== lastObj) {
+    lastObj = obj
+    lastPrepared = prepareEvent({ data: obj })
+  }
+  return lastPrepared
+}
 
 export async function start ({ hub }) {
   const app = Fastify()
@@ -14,8 +25,8 @@ export async function start ({ hub }) {
   app.get('/sub', (req, reply) => {
     const sink = reply.sseSink()
     sink.send({ data: HELLO_JSON })
-    // The broadcaster serialises each event once; string data goes out as it is.
-    const remove = hub.add((obj, json) => { sink.send({ data: json }) })
+    // The broadcaster calls every subscriber with the same object: prepare it once for them all.
+    const remove = hub.add((obj) => { sink.send(prepared(obj)) })
     sink.signal.addEventListener('abort', remove, { once: true })
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
