@@ -37,6 +37,24 @@ function streamHeaders (reply: FastifyReply, keepAlive: boolean): OutgoingHttpHe
   return headers
 }
 
+// Listeners and timers are module functions that find their stream on the emitter or in their
+// arguments, instead of closures made for every stream: an idle stream is mostly what it holds.
+const kStream = Symbol('fastify-sse-stream.stream')
+interface Carrier { [kStream]?: SseStream }
+
+function onConnectionClose (this: Carrier): void {
+  // The response's close can run first and detach the stream from its socket while the socket is
+  // still emitting the same close to its own listeners.
+  this[kStream]?.close('client-closed')
+}
+function onResponseDrain (this: Carrier): void {
+  this[kStream]!.drained()
+}
+function beat (stream: SseStream): void { stream.beat() }
+function stall (stream: SseStream): void { stream.stall() }
+function flushHead (stream: SseStream): void { stream.flushHead() }
+function endShutdown (stream: SseStream): void { stream.close('shutdown') }
+
 /** The `ctx` a source function receives. */
 class StreamContext implements SseContext {
   constructor (private readonly stream: SseStream, readonly lastEventId: string | undefined) {}
@@ -131,9 +149,11 @@ export class SseStream {
     if (res.hasHeader('content-encoding')) res.removeHeader('content-encoding')
     res.writeHead(reply.statusCode, streamHeaders(reply, http1 && res.shouldKeepAlive))
     reply.hijack()
-    res.on('close', this.onClose)
-    res.on('error', this.onClose)
-    res.on('drain', this.onDrain)
+    const target = res as ServerResponse & Carrier
+    target[kStream] = this
+    res.on('close', onConnectionClose)
+    res.on('error', onConnectionClose)
+    res.on('drain', onResponseDrain)
     // The response's and the socket's close are the disconnect signals. The request's is not:
     // Node emits it as soon as the body has been read, while the client is still connected.
     const socket = request.raw.socket as Socket | null
@@ -141,7 +161,8 @@ export class SseStream {
     if (http1 && socket !== null && typeof socket.setNoDelay === 'function') {
       this.socket = socket
       socket.setNoDelay(true)
-      socket.on('close', this.onClose)
+      ;(socket as Socket & Carrier)[kStream] = this
+      socket.on('close', onConnectionClose)
     }
     this.registry.streams.add(this)
     this.started = this.lastWrite = performance.now()
@@ -150,8 +171,8 @@ export class SseStream {
     if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
     // The head goes out with the first frame when one is written this tick (a sink's first
     // send(), a source's first event): one packet instead of two. Only an idle stream sends it alone.
-    else setImmediate(this.flushHead)
-    if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(this.beat, options.heartbeat).unref()
+    else setImmediate(flushHead, this)
+    if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(beat, options.heartbeat, this).unref()
     // The client may have left while an async handler awaited: its close events have already fired.
     // Http2ServerResponse has no `destroyed` (undefined on Node 20): ask its stream.
     const h2stream = (res as unknown as { stream?: { destroyed: boolean } }).stream
@@ -171,7 +192,7 @@ export class SseStream {
     this.bytes += Buffer.byteLength(frame)
     if (!ok && !this.backpressured) {
       this.backpressured = true
-      if (this.options.writeTimeout > 0) this.deadlineTimer = setTimeout(this.onStall, this.options.writeTimeout).unref()
+      if (this.options.writeTimeout > 0) this.deadlineTimer = setTimeout(stall, this.options.writeTimeout, this).unref()
     }
     return ok
   }
@@ -221,7 +242,7 @@ export class SseStream {
       this.abort('shutdown')
       const grace = this.options.shutdownGrace
       if (grace === 0) this.close('shutdown')
-      else this.graceTimer = setTimeout(() => this.close('shutdown'), grace)
+      else this.graceTimer = setTimeout(endShutdown, grace, this)
     }
     return this.done
   }
@@ -235,9 +256,13 @@ export class SseStream {
     clearTimeout(this.deadlineTimer)
     clearTimeout(this.graceTimer)
     const { res, socket } = this
-    res.off('close', this.onClose)
-    res.off('drain', this.onDrain)
-    socket?.off('close', this.onClose)
+    res.off('close', onConnectionClose)
+    res.off('drain', onResponseDrain)
+    if (socket !== null) {
+      socket.off('close', onConnectionClose)
+      // The socket outlives the stream on a keep-alive connection.
+      ;(socket as Socket & Carrier)[kStream] = undefined
+    }
     this.onDrained = null
     this.registry.streams.delete(this)
     this.abort(reason)
@@ -277,12 +302,8 @@ export class SseStream {
     this.resolveDone()
   }
 
-  private readonly onClose = (): void => {
-    this.close('client-closed')
-  }
-
-  private readonly onDrain = (): void => {
-    // Node emits 'drain' only after a write() that returned false.
+  /** The socket drained: Node emits 'drain' only after a write() that returned false. */
+  drained (): void {
     this.backpressured = false
     clearTimeout(this.deadlineTimer)
     const fn = this.onDrained
@@ -290,21 +311,23 @@ export class SseStream {
     fn?.()
   }
 
-  private readonly flushHead = (): void => {
+  /** An idle stream's head goes out alone, at the end of the tick it opened in. */
+  flushHead (): void {
     if (this.writes === 0 && this.state !== CLOSED) this.res.flushHeaders()
   }
 
-  private readonly onStall = (): void => {
+  /** A frame stayed unflushed past writeTimeout. */
+  stall (): void {
     this.request.log.warn({ writeTimeout: this.options.writeTimeout }, 'fastify-sse-stream: the client stopped reading; closing the stream')
     this.close('stalled')
   }
 
-  private readonly beat = (): void => {
+  beat (): void {
     // A heartbeat goes out only after a whole interval with no write, and never into a full socket.
     const interval = this.options.heartbeat
     const quiet = performance.now() - this.lastWrite
     if (quiet < interval - 1) {
-      this.heartbeatTimer = setTimeout(this.beat, interval - quiet).unref()
+      this.heartbeatTimer = setTimeout(beat, interval - quiet, this).unref()
       return
     }
     if (!this.backpressured) this.write(HEARTBEAT)

@@ -254,7 +254,8 @@ t.test('source errors', async (t) => {
     app.get('/', (_req, reply) => {
       reply.sse(async function * ({ signal }) {
         yield { data: 'a' }
-        await once(signal, 'abort') // rejects with the abort reason
+        await once(signal, 'abort')
+        throw new Error('the producer noticed too late')
       }).then(() => done.resolve())
     })
     const client = await open(await listen(app) + '/')
@@ -500,4 +501,18 @@ t.test('large frames through inject(), whose writes never push back', async (t) 
   app.get('/', (_req, reply) => reply.sse(Array.from({ length: 5 }, (_, i) => ({ id: i, data: big }))))
   const res = await app.inject('/')
   t.equal(res.body, Array.from({ length: 5 }, (_, i) => `id: ${i}\ndata: ${big}\n\n`).join(''))
+})
+
+t.test('a late error on a finished response is absorbed, not thrown', async (t) => {
+  const { app, logs } = await build(t)
+  const ended = deferred<import('node:http').ServerResponse>()
+  app.get('/', (_req, reply) => {
+    reply.sse([{ data: 'x' }]).then(() => ended.resolve(reply.raw))
+  })
+  const client = await open(await listen(app) + '/')
+  await client.closed
+  const res = await ended.promise
+  // A hand-made event on the real response: Node may report a socket fault this way late.
+  t.doesNotThrow(() => res.emit('error', new Error('late socket fault')))
+  t.equal(logs.lines.filter(isEnd).length, 1, 'the stream ended once')
 })

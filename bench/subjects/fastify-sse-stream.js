@@ -27,7 +27,7 @@ export async function start ({ hub }) {
     sink.send({ data: HELLO_JSON })
     // The broadcaster calls every subscriber with the same object: prepare it once for them all.
     const remove = hub.add((obj) => { sink.send(prepared(obj)) })
-    sink.signal.addEventListener('abort', remove, { once: true })
+    sink.done.then(remove)
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   return {
