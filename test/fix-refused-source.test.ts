@@ -6,7 +6,7 @@
 import t from 'tap'
 import { EventEmitter, on } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import { build, deferred, listen } from './helpers/stream.js'
+import { build, deferred, holdUntilClosing, listen } from './helpers/stream.js'
 
 t.test('a source function refused during shutdown never causes an unhandled rejection', async (t) => {
   const unhandled: unknown[] = []
@@ -15,14 +15,10 @@ t.test('a source function refused during shutdown never causes an unhandled reje
   t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
 
   const { app } = await build(t)
-  const gate = deferred()
-  const closing = deferred()
-  const arrived = deferred()
+  const shutdown = holdUntilClosing(app)
   const called = deferred()
-  app.addHook('preClose', async () => { closing.resolve() })
   app.get('/', async (_req, reply) => {
-    arrived.resolve()
-    await gate.promise
+    await shutdown.hold()
     return reply.sse(async ({ signal }) => {
       called.resolve()
       // e.g. a database query or a subscription that honours the signal
@@ -32,10 +28,7 @@ t.test('a source function refused during shutdown never causes an unhandled reje
   })
   const base = await listen(app)
   const res = fetch(base + '/', { headers: { connection: 'close' } })
-  await arrived.promise
-  const closed = app.close()
-  await closing.promise
-  gate.resolve()
+  const { closed } = await shutdown.close()
   t.equal((await res).status, 503)
   await called.promise
   await closed
@@ -45,25 +38,18 @@ t.test('a source function refused during shutdown never causes an unhandled reje
 
 t.test('a refused iterator is stopped, and a return() that throws is logged', async (t) => {
   const { app, logs } = await build(t)
-  const gate = deferred()
-  const closing = deferred()
-  const arrived = deferred()
-  app.addHook('preClose', async () => { closing.resolve() })
+  const shutdown = holdUntilClosing(app)
   const iterator = {
     [Symbol.iterator] () { return this },
     next: () => ({ done: false, value: { data: 'x' } }),
     return: (): IteratorResult<{ data: string }> => { throw new Error('stop failed') }
   }
   app.get('/', async (_req, reply) => {
-    arrived.resolve()
-    await gate.promise
+    await shutdown.hold()
     return reply.sse(iterator)
   })
   const res = fetch(await listen(app) + '/', { headers: { connection: 'close' } })
-  await arrived.promise
-  const closed = app.close()
-  await closing.promise
-  gate.resolve()
+  const { closed } = await shutdown.close()
   t.equal((await res).status, 503)
   await closed
   const line = await logs.waitFor((l) => l.err?.message === 'stop failed')
@@ -73,14 +59,10 @@ t.test('a refused iterator is stopped, and a return() that throws is logged', as
 t.test('a refused source promise that resolves later has its iterator stopped', async (t) => {
   const { app } = await build(t)
   const emitter = new EventEmitter()
-  const gate = deferred()
-  const closing = deferred()
-  const arrived = deferred()
+  const shutdown = holdUntilClosing(app)
   const resolved = deferred()
-  app.addHook('preClose', async () => { closing.resolve() })
   app.get('/', async (_req, reply) => {
-    arrived.resolve()
-    await gate.promise
+    await shutdown.hold()
     return reply.sse(async () => {
       const it = on(emitter, 'tick')
       resolved.resolve()
@@ -88,10 +70,7 @@ t.test('a refused source promise that resolves later has its iterator stopped', 
     })
   })
   const res = fetch(await listen(app) + '/', { headers: { connection: 'close' } })
-  await arrived.promise
-  const closed = app.close()
-  await closing.promise
-  gate.resolve()
+  const { closed } = await shutdown.close()
   t.equal((await res).status, 503)
   await closed
   await resolved.promise

@@ -8,7 +8,7 @@ import t from 'tap'
 import type { EventObject } from '../index.js'
 import { EventEmitter, on } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import { build, deferred, isEnd, listen, open } from './helpers/stream.js'
+import { build, deferred, holdUntilClosing, isEnd, listen, open } from './helpers/stream.js'
 
 t.test('a late events.on() source after the client left is released', async (t) => {
   const { app, logs } = await build(t, { heartbeat: false })
@@ -33,24 +33,17 @@ t.test('a late events.on() source after the client left is released', async (t) 
 t.test('a source given while the server closes is released', async (t) => {
   const { app } = await build(t)
   const emitter = new EventEmitter()
-  const gate = deferred()
-  const closing = deferred()
-  const arrived = deferred()
+  const shutdown = holdUntilClosing(app)
   const answered = deferred()
-  app.addHook('preClose', async () => { closing.resolve() })
   app.get('/', async (_req, reply) => {
-    arrived.resolve()
-    await gate.promise
+    await shutdown.hold()
     await reply.sse(on(emitter, 'tick') as AsyncIterable<never> as AsyncIterable<EventObject>)
     answered.resolve()
     return reply
   })
   const base = await listen(app)
   const res = fetch(base + '/', { headers: { connection: 'close' } })
-  await arrived.promise
-  const closed = app.close()
-  await closing.promise
-  gate.resolve()
+  const { closed } = await shutdown.close()
   t.equal((await res).status, 503)
   await answered.promise
   await closed

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import { build, deferred, frames, isEnd, listen, logCollector, open } from './helpers/stream.js'
+import { build, deferred, frames, holdUntilClosing, isEnd, listen, logCollector, open } from './helpers/stream.js'
 
 const KiB64 = 'x'.repeat(64 * 1024)
 
@@ -398,18 +398,13 @@ t.test('graceful shutdown', async (t) => {
 
   t.test('a stream started while the server closes gets 503 with Retry-After', async (t) => {
     const { app } = await build(t, { retryAfter: 7 })
-    const gate = deferred()
-    const closing = deferred()
-    const arrived = deferred()
-    app.addHook('preClose', async () => { closing.resolve() })
+    const shutdown = holdUntilClosing(app)
     app.get('/', async (_req, reply) => {
-      arrived.resolve()
-      await gate.promise
+      await shutdown.hold()
       return reply.sse([{ data: 'late' }])
     })
     app.get('/sink', async (_req, reply) => {
-      arrived.resolve()
-      await gate.promise
+      await shutdown.hold()
       const sink = reply.sseSink()
       t.equal(sink.closed, true, 'the sink is closed at once')
       t.equal(await sink.send({ data: 'x' }), false)
@@ -418,11 +413,7 @@ t.test('graceful shutdown', async (t) => {
     const base = await listen(app)
     const res = fetch(base + '/', { headers: { connection: 'close' } })
     const res2 = fetch(base + '/sink', { headers: { connection: 'close' } })
-    await arrived.promise
-    await delay(20)
-    const closed = app.close()
-    await closing.promise
-    gate.resolve()
+    const { closed } = await shutdown.close(2)
     for (const r of [await res, await res2]) {
       t.equal(r.status, 503)
       t.equal(r.headers.get('retry-after'), '7')

@@ -140,3 +140,32 @@ export async function silentClient (url: string): Promise<import('node:net').Soc
   socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nAccept: text/event-stream\r\n\r\n`)
   return socket
 }
+
+/**
+ * Holds requests in their handlers until the server has begun to close, so that a test can
+ * start a stream during shutdown. Handlers call `hold()`; the test sends its requests, then
+ * `close(n)` waits for n of them to arrive, starts app.close(), and lets them go once the
+ * plugin's preClose has run. It gives back app.close()'s promise as `closed`.
+ */
+export function holdUntilClosing (app: FastifyInstance): { hold: () => Promise<void>, close: (expected?: number) => Promise<{ closed: Promise<undefined> }> } {
+  const gate = deferred()
+  const closing = deferred()
+  let arrivals = 0
+  let wanted = { count: 1, reached: deferred() }
+  app.addHook('preClose', async () => { closing.resolve() })
+  return {
+    async hold () {
+      if (++arrivals >= wanted.count) wanted.reached.resolve()
+      await gate.promise
+    },
+    async close (expected = 1) {
+      wanted = { count: expected, reached: deferred() }
+      if (arrivals >= expected) wanted.reached.resolve()
+      await wanted.reached.promise
+      const closed = app.close()
+      await closing.promise
+      gate.resolve()
+      return { closed }
+    }
+  }
+}
