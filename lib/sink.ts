@@ -1,7 +1,7 @@
 import type { SseSink } from '../types/index.js'
 import type { EventObject, PreparedEvent } from './encoder.js'
 import { encodeCommentFrame, encodeEvent } from './encoder.js'
-import type { SseStream } from './stream.js'
+import { type Producer, type SseStream, kRelease, kResume } from './stream.js'
 
 interface Queued {
   frame: string
@@ -17,14 +17,14 @@ const NOT_WRITTEN = Promise.resolve(false)
  * the stream's one ordered path: at once while the socket takes data, else into a FIFO queue of at
  * most `queueLimit` events that drains in order. A caller that awaits `send()` never fills it.
  */
-export class Sink implements SseSink<EventObject> {
+export class Sink implements SseSink<EventObject>, Producer {
   private readonly queue: Queued[] = []
   // Resolves the send whose write filled the socket, once it drains.
   private waiter: ((written: boolean) => void) | null = null
   private ending = false
 
   constructor (private readonly stream: SseStream) {
-    stream.release = this.release
+    stream.producer = this
   }
 
   get signal (): AbortSignal { return this.stream.signal }
@@ -46,7 +46,7 @@ export class Sink implements SseSink<EventObject> {
     if (this.ending || this.stream.closed) return
     this.ending = true
     if (this.queue.length === 0 && !this.stream.backpressured) this.stream.close('ended')
-    else this.stream.whenDrained(this.flush)
+    else this.stream.whenDrained()
   }
 
   private push (frame: string, event: boolean): Promise<boolean> {
@@ -54,7 +54,7 @@ export class Sink implements SseSink<EventObject> {
     if (stream.closed || this.ending) return NOT_WRITTEN
     if (!stream.backpressured) {
       if (this.writeFrame(frame, event)) return WRITTEN
-      stream.whenDrained(this.flush)
+      stream.whenDrained()
       return new Promise((resolve) => { this.waiter = resolve })
     }
     if (this.queue.length >= stream.options.queueLimit) {
@@ -65,7 +65,7 @@ export class Sink implements SseSink<EventObject> {
     }
     // The write that filled the socket may not have been ours (a heartbeat, say): make sure the
     // queue is flushed when it drains. Only the sink waits on drain, so this never displaces anyone.
-    stream.whenDrained(this.flush)
+    stream.whenDrained()
     return new Promise((resolve) => { this.queue.push({ frame, event, resolve }) })
   }
 
@@ -73,7 +73,8 @@ export class Sink implements SseSink<EventObject> {
     return event ? this.stream.writeEvent(frame) : this.stream.write(frame)
   }
 
-  private readonly flush = (): void => {
+  /** The socket drained: settle the send that filled it, write the queue in order, and end if asked. */
+  [kResume] (): void {
     const stream = this.stream
     this.waiter?.(true)
     this.waiter = null
@@ -81,7 +82,7 @@ export class Sink implements SseSink<EventObject> {
       const next = this.queue.shift()!
       if (!this.writeFrame(next.frame, next.event)) {
         this.waiter = next.resolve
-        stream.whenDrained(this.flush)
+        stream.whenDrained()
         return
       }
       next.resolve(true)
@@ -89,7 +90,8 @@ export class Sink implements SseSink<EventObject> {
     if (this.ending) stream.close('ended')
   }
 
-  private readonly release = (): void => {
+  /** The stream closed: whatever was not written resolves false. */
+  [kRelease] (): void {
     this.waiter?.(false)
     this.waiter = null
     for (const queued of this.queue) queued.resolve(false)

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventObject } from './encoder.js'
 import { encodeEvent } from './encoder.js'
 import { describe } from './errors.js'
-import type { SseStream } from './stream.js'
+import { type Producer, type SseStream, kRelease, kResume } from './stream.js'
 
 type AnyIterator = Iterator<EventObject> | AsyncIterator<EventObject>
 
@@ -55,7 +55,7 @@ const BATCH_LIMIT = 16384
  * after the previous frame was accepted by the socket or the socket drained. At most one batch
  * (see BATCH_LIMIT) waits here, so a client that reads nothing holds the source still.
  */
-export class SourcePump {
+export class SourcePump implements Producer {
   private readonly it: AnyIterator
   private finished = false
   private batch = ''
@@ -68,8 +68,8 @@ export class SourcePump {
       ? asyncIterator.call(iterable)
       : (iterable as Iterable<EventObject>)[Symbol.iterator]()
     // The stream may already be over (the client left, or HEAD): stop the source at once.
-    if (stream.closed) this.release()
-    else stream.release = this.release
+    if (stream.closed) this[kRelease]()
+    else stream.producer = this
   }
 
   readonly pull = (): void => {
@@ -156,13 +156,13 @@ export class SourcePump {
       return true
     }
     // Full socket (now, or at the last tick's flush): resume once it drains.
-    stream.whenDrained(this.resume)
+    stream.whenDrained()
     return false
   }
 
   // The socket drained: write what waited, then pull on. Should that write fill the socket again,
   // the next frame waits in the batch for the next drain, so at most one batch is ever held.
-  private readonly resume = (): void => {
+  [kResume] (): void {
     this.flush()
     this.pull()
   }
@@ -172,7 +172,7 @@ export class SourcePump {
    * suspended in an `await` handles it only after that await settles, which is why sources
    * are given an AbortSignal to end their waits.
    */
-  private readonly release = (): void => {
+  [kRelease] (): void {
     if (this.finished) return
     this.finished = true
     stopIterator(this.it, this.stream.log)

@@ -7,6 +7,20 @@ import { FST_ERR_SSE_CLOSED, FST_ERR_SSE_SERVER_CLOSING } from './errors.js'
 import { readLastEventId } from './last-event-id.js'
 import type { ResolvedOptions, ResolvedPluginOptions } from './options.js'
 
+export const kResume = Symbol('fastify-sse-stream.resume')
+export const kRelease = Symbol('fastify-sse-stream.release')
+
+/**
+ * What feeds a stream (a source pump or a sink). Symbol-named, so that a sink handed to user
+ * code shows no such methods, and methods rather than callbacks, so that nothing is allocated.
+ */
+export interface Producer {
+  /** The socket drained after whenDrained(): write what waits, and go on. */
+  [kResume]: () => void
+  /** The stream closed: stop, and settle whatever was promised. */
+  [kRelease]: () => void
+}
+
 /** The open streams of one plugin instance, for graceful shutdown. */
 export interface Registry {
   readonly streams: Set<SseStream>
@@ -84,9 +98,8 @@ export class SseStream {
   // reason is the largest thing a stream would otherwise hold.
   private controller: AbortController | null = null
   private abortedFor: SseCloseReason | undefined
-  readonly done: Promise<void>
-  /** Set by the producer (pump or sink): releases it when the stream closes. */
-  release: (() => void) | null = null
+  /** The pump or sink that feeds this stream: resumed on drain, released on close. */
+  producer: Producer | null = null
   backpressured = false
   events = 0
   private state = OPEN
@@ -95,12 +108,14 @@ export class SseStream {
   private writes = 0
   private lastWrite = 0
   private started = 0
-  private onDrained: (() => void) | null = null
+  private waitingForDrain = false
   private heartbeatTimer: NodeJS.Timeout | undefined
   private deadlineTimer: NodeJS.Timeout | undefined
   private graceTimer: NodeJS.Timeout | undefined
   private socket: Socket | null = null
-  private resolveDone!: () => void
+  // Made on first use, like the controller: a sink's `done` is often never read.
+  private donePromise: Promise<void> | null = null
+  private resolveDone: (() => void) | null = null
   private readonly res: ServerResponse
 
   constructor (
@@ -110,7 +125,6 @@ export class SseStream {
     readonly options: ResolvedOptions
   ) {
     this.res = reply.raw
-    this.done = new Promise((resolve) => { this.resolveDone = resolve })
     this.context = new StreamContext(
       this,
       readLastEventId(request, options.lastEventIdQuery, registry.options.lastEventIdMaxLength)
@@ -209,9 +223,19 @@ export class SseStream {
     return this.write(frames)
   }
 
-  /** Calls `fn` once the socket drains; it is dropped if the stream closes first. */
-  whenDrained (fn: () => void): void {
-    this.onDrained = fn
+  /** Settles when the stream has ended, for whatever reason. Never rejects. */
+  get done (): Promise<void> {
+    if (this.donePromise === null) {
+      this.donePromise = this.state === CLOSED
+        ? Promise.resolve()
+        : new Promise((resolve) => { this.resolveDone = resolve })
+    }
+    return this.donePromise
+  }
+
+  /** Resumes the producer once the socket drains; nothing happens if the stream closes first. */
+  whenDrained (): void {
+    this.waitingForDrain = true
   }
 
   /** Ends the stream because the source failed: logs it and sends the opt-in error event. */
@@ -263,12 +287,12 @@ export class SseStream {
       // The socket outlives the stream on a keep-alive connection.
       ;(socket as Socket & Carrier)[kStream] = undefined
     }
-    this.onDrained = null
+    this.waitingForDrain = false
     this.registry.streams.delete(this)
     this.abort(reason)
-    const release = this.release
-    this.release = null
-    release?.()
+    const producer = this.producer
+    this.producer = null
+    producer?.[kRelease]()
     if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') {
       // The peer is gone or not reading: a graceful end would wait on it forever.
       // What this tick wrote is still corked with the head (see flushHead): send it first.
@@ -288,7 +312,7 @@ export class SseStream {
         bytes: this.bytes
       }
     }, 'fastify-sse-stream: stream ended')
-    this.resolveDone()
+    this.resolveDone?.()
   }
 
   /** Answers 503 with Retry-After: a stream started while the server shuts down. */
@@ -299,16 +323,17 @@ export class SseStream {
       .code(503)
       .header('retry-after', String(this.registry.options.retryAfter))
       .send(new FST_ERR_SSE_SERVER_CLOSING())
-    this.resolveDone()
+    this.resolveDone?.()
   }
 
   /** The socket drained: Node emits 'drain' only after a write() that returned false. */
   drained (): void {
     this.backpressured = false
     clearTimeout(this.deadlineTimer)
-    const fn = this.onDrained
-    this.onDrained = null
-    fn?.()
+    if (this.waitingForDrain) {
+      this.waitingForDrain = false
+      this.producer![kResume]()
+    }
   }
 
   /** An idle stream's head goes out alone, at the end of the tick it opened in. */
