@@ -28,7 +28,7 @@ export class Sink implements SseSink<EventObject>, Producer {
   }
 
   get signal (): AbortSignal { return this.stream.signal }
-  get lastEventId (): string | undefined { return this.stream.context.lastEventId }
+  get lastEventId (): string | undefined { return this.stream.lastEventId }
   get pending (): number { return this.queue.length }
   get closed (): boolean { return this.stream.closed }
   get done (): Promise<void> { return this.stream.done }

@@ -71,9 +71,13 @@ function endShutdown (stream: SseStream): void { stream.close('shutdown') }
 
 /** The `ctx` a source function receives. */
 class StreamContext implements SseContext {
-  constructor (private readonly stream: SseStream, readonly lastEventId: string | undefined) {}
+  constructor (private readonly stream: SseStream) {}
   get signal (): AbortSignal {
     return this.stream.signal
+  }
+
+  get lastEventId (): string | undefined {
+    return this.stream.lastEventId
   }
 }
 
@@ -93,7 +97,9 @@ function closedReason (reason: SseCloseReason): Error {
  * A source pump or a sink feeds it; whichever ends first, `close()` runs exactly once.
  */
 export class SseStream {
-  readonly context: SseContext
+  /** The client's last event id, read once (see last-event-id.ts). */
+  readonly lastEventId: string | undefined
+  private ctx: StreamContext | null = null
   // Made on first use of the signal: most streams never read it, and an AbortController with its
   // reason is the largest thing a stream would otherwise hold.
   private controller: AbortController | null = null
@@ -125,10 +131,13 @@ export class SseStream {
     readonly options: ResolvedOptions
   ) {
     this.res = reply.raw
-    this.context = new StreamContext(
-      this,
-      readLastEventId(request, options.lastEventIdQuery, registry.options.lastEventIdMaxLength)
-    )
+    this.lastEventId = readLastEventId(request, options.lastEventIdQuery, registry.options.lastEventIdMaxLength)
+  }
+
+  /** The `ctx` given to a source function; made only for those. */
+  get context (): SseContext {
+    if (this.ctx === null) this.ctx = new StreamContext(this)
+    return this.ctx
   }
 
   /** Aborts when the stream ends; its reason is a FST_ERR_SSE_CLOSED naming why. */
