@@ -109,7 +109,6 @@ export class SseStream {
   backpressured = false
   events = 0
   private state = OPEN
-  private shutdownRequested = false
   private bytes = 0
   private writes = 0
   private lastWrite = 0
@@ -271,7 +270,6 @@ export class SseStream {
   shutdown (): Promise<void> {
     if (this.state === OPEN) {
       this.state = DRAINING
-      this.shutdownRequested = true
       this.abort('shutdown')
       const grace = this.options.shutdownGrace
       if (grace === 0) this.close('shutdown')
@@ -284,7 +282,8 @@ export class SseStream {
   close (reason: SseCloseReason): void {
     if (this.state === CLOSED) return
     this.state = CLOSED
-    if (this.shutdownRequested) reason = 'shutdown'
+    // Once shutdown has begun, that is why the stream ends, whatever ends it first.
+    if (this.abortedFor === 'shutdown') reason = 'shutdown'
     clearTimeout(this.heartbeatTimer)
     clearTimeout(this.deadlineTimer)
     clearTimeout(this.graceTimer)
