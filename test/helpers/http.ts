@@ -125,20 +125,33 @@ export async function get (url: string, options: StreamRequestOptions = {}): Pro
   return { status: res.statusCode ?? 0, headers: res.headers, body }
 }
 
+type LogLine = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+
 /** A log destination for `Fastify({ logger: { level, stream } })` that keeps each line parsed. */
 export interface LogCapture {
   readonly stream: Writable
-  readonly lines: Array<Record<string, unknown>>
+  readonly lines: LogLine[]
   /** Lines whose `msg` contains `text`. */
-  find (text: string): Array<Record<string, unknown>>
+  find (text: string): LogLine[]
+  /** Resolves with the first line, seen or to come, that satisfies `pred`; rejects after `ms`. */
+  waitFor (pred: (line: LogLine) => boolean, ms?: number): Promise<LogLine>
 }
 
 export function captureLogs (): LogCapture {
-  const lines: Array<Record<string, unknown>> = []
+  const lines: LogLine[] = []
+  const waiters: Array<{ pred: (line: LogLine) => boolean, resolve: (line: LogLine) => void }> = []
   const stream = new Writable({
     write (chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
+      for (const text of chunk.toString('utf8').split('\n')) {
+        if (text === '') continue
+        const line = JSON.parse(text) as LogLine
+        lines.push(line)
+        for (const waiter of waiters.slice()) {
+          if (waiter.pred(line)) {
+            waiters.splice(waiters.indexOf(waiter), 1)
+            waiter.resolve(line)
+          }
+        }
       }
       callback()
     }
@@ -146,6 +159,13 @@ export function captureLogs (): LogCapture {
   return {
     stream,
     lines,
-    find: (text) => lines.filter((line) => typeof line.msg === 'string' && line.msg.includes(text))
+    find: (text) => lines.filter((line) => typeof line.msg === 'string' && line.msg.includes(text)),
+    waitFor (pred, ms = 5000) {
+      const found = lines.find(pred)
+      if (found !== undefined) return Promise.resolve(found)
+      const seen = deferred<LogLine>()
+      waiters.push({ pred, resolve: seen.resolve })
+      return within(seen.promise, ms, 'a log line')
+    }
   }
 }

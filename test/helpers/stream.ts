@@ -1,55 +1,19 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import http from 'node:http'
+import { captureLogs, deferred } from './http.js'
 import sse, { type SsePluginOptions } from '../../index.js'
-import type { AddressInfo } from 'node:net'
 
-/** Listens on 127.0.0.1 port 0 and returns the base URL. */
-export async function listen (app: FastifyInstance): Promise<string> {
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-}
+// The socket, promise and log helpers shared with the HTTP-layer tests.
+export { captureLogs as logCollector, deferred, listen } from './http.js'
 
-type LogLine = Record<string, any>
-
-/** A pino destination that keeps every line, with a way to await one. */
-export function logCollector (): {
-  stream: { write: (line: string) => void }
-  lines: LogLine[]
-  waitFor: (pred: (line: LogLine) => boolean, ms?: number) => Promise<LogLine>
-} {
-  const lines: LogLine[] = []
-  const waiters: Array<{ pred: (l: LogLine) => boolean, resolve: (l: LogLine) => void }> = []
-  return {
-    lines,
-    stream: {
-      write (line: string) {
-        const parsed = JSON.parse(line)
-        lines.push(parsed)
-        for (const w of waiters.slice()) {
-          if (w.pred(parsed)) {
-            waiters.splice(waiters.indexOf(w), 1)
-            w.resolve(parsed)
-          }
-        }
-      }
-    },
-    waitFor (pred, ms = 5000) {
-      const found = lines.find(pred)
-      if (found !== undefined) return Promise.resolve(found)
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('log line not seen in time')), ms)
-        waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l) } })
-      })
-    }
-  }
-}
+type LogLine = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** An app with the plugin registered, logging at debug level into a collector; closed at teardown. */
 export async function build (
   t: { teardown: (fn: () => unknown) => void },
   options: SsePluginOptions = {}
-): Promise<{ app: FastifyInstance, logs: ReturnType<typeof logCollector> }> {
-  const logs = logCollector()
+): Promise<{ app: FastifyInstance, logs: ReturnType<typeof captureLogs> }> {
+  const logs = captureLogs()
   const app = Fastify({ logger: { level: 'debug', stream: logs.stream } })
   t.teardown(() => app.close())
   await app.register(sse, options)
@@ -112,13 +76,6 @@ export function open (url: string, options: http.RequestOptions & { body?: strin
     req.on('error', reject)
     req.end(options.body)
   })
-}
-
-/** A promise with its resolve function, for awaiting an event instead of sleeping. */
-export function deferred<T = void> (): { promise: Promise<T>, resolve: (v: T) => void } {
-  let resolve!: (v: T) => void
-  const promise = new Promise<T>((r) => { resolve = r })
-  return { promise, resolve }
 }
 
 /** Splits an SSE body into complete frames (blank-line terminated), dropping comment lines. */
