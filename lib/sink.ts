@@ -5,7 +5,7 @@ import { type Producer, type SseStream, kRelease, kResume } from './stream.js'
 
 interface Queued {
   frame: string
-  event: boolean
+  events: number
   resolve: (written: boolean) => void
 }
 
@@ -35,11 +35,11 @@ export class Sink implements SseSink<EventObject>, Producer {
 
   send (event: EventObject | PreparedEvent): Promise<boolean> {
     // Encoded now, so a bad event throws to its caller and the stream carries on.
-    return this.push(encodeEvent(event, this.stream.options.serializer), true)
+    return this.push(encodeEvent(event, this.stream.options.serializer), 1)
   }
 
   comment (text: string): Promise<boolean> {
-    return this.push(encodeCommentFrame(text), false)
+    return this.push(encodeCommentFrame(text), 0)
   }
 
   end (): void {
@@ -49,11 +49,11 @@ export class Sink implements SseSink<EventObject>, Producer {
     else this.stream.whenDrained()
   }
 
-  private push (frame: string, event: boolean): Promise<boolean> {
+  private push (frame: string, events: number): Promise<boolean> {
     const stream = this.stream
     if (stream.closed || this.ending) return NOT_WRITTEN
     if (!stream.backpressured) {
-      if (this.writeFrame(frame, event)) return WRITTEN
+      if (stream.writeFrames(frame, events)) return WRITTEN
       stream.whenDrained()
       return new Promise((resolve) => { this.waiter = resolve })
     }
@@ -66,11 +66,7 @@ export class Sink implements SseSink<EventObject>, Producer {
     // The write that filled the socket may not have been ours (a heartbeat, say): make sure the
     // queue is flushed when it drains. Only the sink waits on drain, so this never displaces anyone.
     stream.whenDrained()
-    return new Promise((resolve) => { this.queue.push({ frame, event, resolve }) })
-  }
-
-  private writeFrame (frame: string, event: boolean): boolean {
-    return event ? this.stream.writeEvent(frame) : this.stream.write(frame)
+    return new Promise((resolve) => { this.queue.push({ frame, events, resolve }) })
   }
 
   /** The socket drained: settle the send that filled it, write the queue in order, and end if asked. */
@@ -80,7 +76,7 @@ export class Sink implements SseSink<EventObject>, Producer {
     this.waiter = null
     while (this.queue.length > 0) {
       const next = this.queue.shift()!
-      if (!this.writeFrame(next.frame, next.event)) {
+      if (!stream.writeFrames(next.frame, next.events)) {
         this.waiter = next.resolve
         stream.whenDrained()
         return

@@ -79,9 +79,7 @@ export class SourcePump implements Producer {
       try {
         result = this.it.next()
       } catch (error) {
-        this.finished = true
-        this.flush()
-        return stream.fail(error)
+        return this.end(error, true)
       }
       if (isThenable(result)) {
         result.then(this.onResult, this.onError)
@@ -96,9 +94,18 @@ export class SourcePump implements Producer {
   }
 
   private readonly onError = (error: unknown): void => {
-    this.finished = true
+    this.end(error, true)
+  }
+
+  /**
+   * Ends the stream after writing what is batched: as done when `error` is undefined, else as
+   * failed. `exhausted` says the iterator is over (it finished or threw), so it is not returned.
+   */
+  private end (error: unknown, exhausted: boolean): void {
+    if (exhausted) this.finished = true
     this.flush()
-    this.stream.fail(error)
+    if (error === undefined) this.stream.close('done')
+    else this.stream.fail(error)
   }
 
   /** Writes the batch; false when the socket is full. */
@@ -108,7 +115,7 @@ export class SourcePump implements Producer {
     const count = this.batched
     this.batch = ''
     this.batched = 0
-    return this.stream.writeEvents(text, count)
+    return this.stream.writeFrames(text, count)
   }
 
   // Runs once the microtasks of this tick have run: the source is now waiting on something.
@@ -125,23 +132,19 @@ export class SourcePump implements Producer {
     // As for await does: a result that is not an object is a TypeError, and the iterator is not
     // closed. Reading `done` from it would throw out of a promise callback (an unhandled rejection).
     if (typeof result !== 'object' || result === null) {
-      this.finished = true
-      this.flush()
-      stream.fail(new TypeError(`The iterator result ${describe(result)} is not an object`))
+      this.end(new TypeError(`The iterator result ${describe(result)} is not an object`), true)
       return false
     }
     if (result.done === true) {
-      this.finished = true
-      this.flush()
-      stream.close('done')
+      this.end(undefined, true)
       return false
     }
     let frame
     try {
       frame = encodeEvent(result.value, stream.options.serializer)
     } catch (error) {
-      this.flush()
-      stream.fail(error)
+      // The iterator is not over: the release that follows returns it.
+      this.end(error, false)
       return false
     }
     this.batch += frame

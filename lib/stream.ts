@@ -219,15 +219,9 @@ export class SseStream {
     return ok
   }
 
-  /** Writes one event frame, counting it. */
-  writeEvent (frame: string): boolean {
-    this.events++
-    return this.write(frame)
-  }
-
-  /** Writes `count` event frames joined in one string. */
-  writeEvents (frames: string, count: number): boolean {
-    this.events += count
+  /** Writes whole frames that carry `events` events (0 for a comment), counting them. */
+  writeFrames (frames: string, events: number): boolean {
+    this.events += events
     return this.write(frames)
   }
 
