@@ -22,6 +22,13 @@ export type Serializer = (data: unknown) => string
 
 export const MAX_RETRY = 2147483647
 
+// The default serializer, held at load time. JSON.stringify's output never holds a raw CR or LF:
+// JSON escapes them inside strings, and without a `space` argument it adds no line breaks of its
+// own. So its text skips the scan for line breaks, unless it fails a probe at load time (a
+// JSON.stringify replaced by a pretty-printer, say); any other serializer's text is always scanned.
+const stringify: Serializer = JSON.stringify
+const stringifyIsFlat = stringify(['\r\n', { a: [1] }]) === '["\\r\\n",{"a":[1]}]'
+
 const LINE_BREAK = /\r\n|\r|\n/g
 // An id comes back in the Last-Event-ID header. HTTP trims spaces and tabs at its edges, and
 // Node answers 400 to a header value holding any other C0 control (CR, LF and NUL among them) or
@@ -43,6 +50,12 @@ function encodeComment (text: unknown): string {
   if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_COMMENT(describe(text))
   if (!hasLineBreak(text)) return ': ' + text + '\n'
   return ': ' + text.replace(LINE_BREAK, '\n: ') + '\n'
+}
+
+// The data line or lines of a non-string `data`, without the frame's closing blank line.
+function serializedData (data: unknown, serialize: Serializer): string {
+  const text = serializeData(data, serialize)
+  return serialize === stringify && stringifyIsFlat ? 'data: ' + text + '\n' : encodeData(text)
 }
 
 function serializeData (data: unknown, serialize: Serializer): string {
@@ -85,16 +98,16 @@ function checkRetry (retry: unknown): number {
  *
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  */
-export function encodeEvent (ev: EventObject | PreparedEvent, serialize: Serializer = JSON.stringify): string {
+export function encodeEvent (ev: EventObject | PreparedEvent, serialize: Serializer = stringify): string {
   if (typeof ev !== 'object' || ev === null) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
   // Fast path for the common frame, data and nothing else: one string built when it is one line.
   // Plain property reads, no destructuring: this runs once per event on every connection.
   const e = ev as EventObject
   const data = e.data
   if (data !== undefined && e.event === undefined && e.id === undefined && e.retry === undefined && e.comment === undefined) {
-    const text = typeof data === 'string' ? data : serializeData(data, serialize)
-    if (!hasLineBreak(text)) return 'data: ' + text + '\n\n'
-    return 'data: ' + text.replace(LINE_BREAK, '\ndata: ') + '\n\n'
+    if (typeof data !== 'string') return serializedData(data, serialize) + '\n'
+    if (!hasLineBreak(data)) return 'data: ' + data + '\n\n'
+    return 'data: ' + data.replace(LINE_BREAK, '\ndata: ') + '\n\n'
   }
   if (ev instanceof PreparedEvent) return ev.frame
   // An array is most likely a batch yielded by mistake: it would encode to nothing.
@@ -116,7 +129,7 @@ export function encodeEvent (ev: EventObject | PreparedEvent, serialize: Seriali
     fields = true
   }
   if (data !== undefined) {
-    frame += encodeData(typeof data === 'string' ? data : serializeData(data, serialize))
+    frame += typeof data === 'string' ? encodeData(data) : serializedData(data, serialize)
     fields = true
   } else if (event !== undefined && event !== '') {
     // A client dispatches nothing for an empty data buffer: a named event needs a data line.
@@ -144,7 +157,7 @@ export class PreparedEvent {
  * Validates and encodes `ev` once, for a broadcast: every stream it is sent to writes the same
  * frame, with no work per client. It is encoded with `serialize`, not the stream's serializer.
  */
-export function prepareEvent (ev: EventObject, serialize: Serializer = JSON.stringify): PreparedEvent {
+export function prepareEvent (ev: EventObject, serialize: Serializer = stringify): PreparedEvent {
   return new PreparedEvent(kPrepare, encodeEvent(ev, serialize))
 }
 

@@ -285,6 +285,26 @@ t.test('the package exports the same encoder', async (t) => {
   t.equal(publicEncodeEvent, encodeEvent)
 })
 
+t.test('14: JSON.stringify output is one data line; a JSON.stringify replaced before load is scanned', async (t) => {
+  // Strings inside JSON keep their line breaks escaped, so the default serializer needs no split.
+  t.equal(encode({ data: { text: 'a\r\nb\u2028' } }), 'data: {"text":"a\\r\\nb\u2028"}\n\n')
+  t.equal(encode({ id: 1, data: ['\n'] }), 'id: 1\ndata: ["\\n"]\n\n')
+  // A JSON.stringify replaced by a pretty-printer before the encoder loads: its raw line breaks
+  // become data lines, never fields.
+  const original = JSON.stringify
+  JSON.stringify = ((value: unknown) => original(value, null, 1)) as typeof JSON.stringify
+  let fresh: typeof import('../lib/encoder.js')
+  try {
+    // A query string loads a second, fresh copy of the module.
+    const specifier = '../lib/encoder.js?pretty-json'
+    fresh = await import(specifier) as typeof import('../lib/encoder.js')
+  } finally {
+    JSON.stringify = original
+  }
+  t.equal(fresh.encodeEvent({ data: { a: 1 } }), 'data: {\ndata:  "a": 1\ndata: }\n\n')
+  t.equal(fresh.encodeEvent({ id: 2, data: [1] }), 'id: 2\ndata: [\ndata:  1\ndata: ]\n\n')
+})
+
 t.test('30, 34, 35: every frame built here is UTF-8 with LF only, no BOM, no bare retry', async (t) => {
   t.ok(produced.length > 60, `checked ${produced.length} frames`)
   const problems: string[] = []
