@@ -264,10 +264,12 @@ export class SseStream {
   shutdown (): Promise<void> {
     if (this.state === OPEN) {
       this.state = DRAINING
-      this.abort('shutdown')
+      // Armed before the abort: its listeners run at once and may end the stream (a sink's
+      // farewell and end()), and close() must find the timer to clear it.
       const grace = this.options.shutdownGrace
+      if (grace > 0) this.graceTimer = setTimeout(endShutdown, grace, this)
+      this.abort('shutdown')
       if (grace === 0) this.close('shutdown')
-      else this.graceTimer = setTimeout(endShutdown, grace, this)
     }
     return this.done
   }
