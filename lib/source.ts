@@ -63,10 +63,23 @@ export class SourcePump implements Producer {
   private flushQueued = false
 
   constructor (private readonly stream: SseStream, iterable: AsyncIterable<EventObject> | Iterable<EventObject>) {
-    const asyncIterator = (iterable as AsyncIterable<EventObject>)[Symbol.asyncIterator]
-    this.it = typeof asyncIterator === 'function'
-      ? asyncIterator.call(iterable)
-      : (iterable as Iterable<EventObject>)[Symbol.iterator]()
+    let it: unknown
+    try {
+      const asyncIterator = (iterable as AsyncIterable<EventObject>)[Symbol.asyncIterator]
+      it = typeof asyncIterator === 'function'
+        ? asyncIterator.call(iterable)
+        : (iterable as Iterable<EventObject>)[Symbol.iterator]()
+      // As for await does: an iterator that is not an object is a TypeError.
+      if (typeof it !== 'object' || it === null) throw new TypeError(`The iterator ${describe(it)} is not an object`)
+    } catch (error) {
+      // The stream is open (the head is out): end it as failed, as when next() throws. There is
+      // no iterator to return, and pull() finds the stream closed.
+      this.it = it as AnyIterator
+      this.finished = true
+      stream.fail(error)
+      return
+    }
+    this.it = it as AnyIterator
     // The stream may already be over (the client left, or HEAD): stop the source at once.
     if (stream.closed) this[kRelease]()
     else stream.producer = this
