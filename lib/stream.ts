@@ -81,6 +81,13 @@ class StreamContext implements SseContext {
   }
 }
 
+/** Whether `error` is what an API waiting on a signal rejects with once it aborts with `reason`. */
+function isAbortOf (error: unknown, reason: unknown): boolean {
+  // fetch() and signal.throwIfAborted() reject with the reason itself; the Node APIs given a
+  // signal (timers/promises, events.once and on, streams) reject with an AbortError.
+  return error === reason || (error as { name?: unknown } | null | undefined)?.name === 'AbortError'
+}
+
 /** An abort reason is not a throw site: its stack would cost more than the rest of a close. */
 function closedReason (reason: SseCloseReason): Error {
   const limit = Error.stackTraceLimit
@@ -243,6 +250,13 @@ export class SseStream {
   /** Ends the stream because the source failed: logs it and sends the opt-in error event. */
   fail (error: unknown): void {
     if (this.state === CLOSED) return
+    // In the shutdown grace period, a source that rejects because its signal aborted (a sleep or
+    // a query given the signal) has stopped as asked: its end, not a failure to log or tell.
+    if (this.state === DRAINING && this.controller !== null && isAbortOf(error, this.controller.signal.reason)) {
+      this.request.log.debug({ err: error }, 'fastify-sse-stream: the event source stopped on its signal')
+      this.close('shutdown')
+      return
+    }
     this.request.log.error({ err: error }, 'fastify-sse-stream: the event source failed')
     const errorEvent = this.options.errorEvent
     if (errorEvent !== false) {
