@@ -206,9 +206,9 @@ export class SseStream {
     // Http2ServerResponse has no `destroyed` (undefined on Node 20): ask its stream.
     const h2stream = (res as unknown as { stream?: { destroyed: boolean } }).stream
     if (res.destroyed || h2stream?.destroyed === true) this.close('client-closed')
-    // A HEAD response has no body: Node drops every write and reports it accepted, so nothing
-    // would ever push back on the source.
-    else if (request.raw.method === 'HEAD') this.close('done')
+    // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted,
+    // so nothing would ever push back on the source.
+    else if (request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304) this.close('done')
   }
 
   /** Writes one whole frame. Returns false when the socket is full: wait for `whenDrained()`. */
