@@ -2,6 +2,9 @@ import type { FastifyRequest } from 'fastify'
 
 const NON_ASCII = /[^\x00-\x7f]/ // eslint-disable-line no-control-regex
 const FORBIDDEN = /[\r\n\0]/
+// Fatal: bytes that are not UTF-8 were not sent by a browser, but one byte per character by a
+// fetch-based client (eventsource, under Node); those mean the latin1 value as it stands.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * Reads the client's last event id: the `Last-Event-ID` header, else the query parameter
@@ -21,7 +24,11 @@ export function readLastEventId (
   let value: unknown = request.headers['last-event-id']
   let from = 'header'
   if (typeof value === 'string' && value !== '') {
-    if (NON_ASCII.test(value)) value = Buffer.from(value, 'latin1').toString('utf8')
+    if (NON_ASCII.test(value)) {
+      try {
+        value = UTF8.decode(Buffer.from(value, 'latin1'))
+      } catch {}
+    }
   } else if (queryName !== false) {
     value = (request.query as Record<string, unknown> | undefined)?.[queryName]
     from = 'query'
