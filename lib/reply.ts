@@ -14,7 +14,8 @@ function checkSource (value: unknown): asserts value is AsyncIterable<EventObjec
 
 function createStream (registry: Registry, reply: FastifyReply, callOptions: SseStreamOptions | undefined): SseStream {
   if (reply.sent || reply.raw.headersSent) throw new FST_ERR_SSE_ALREADY_SENT()
-  return new SseStream(registry, reply.request, reply, resolveOptions(registry.options, callOptions))
+  // With the request's logger, so that a per-call retry below the floor is warned about (with its reqId).
+  return new SseStream(registry, reply.request, reply, resolveOptions(registry.options, callOptions, reply.log))
 }
 
 /** The `reply.sse()` and `reply.sseSink()` decorators of one plugin instance. */
