@@ -4,7 +4,7 @@ import type { SsePluginOptions } from './types/index.js'
 import { readLastEventId } from './lib/last-event-id.js'
 import { DEFAULTS, resolveOptions } from './lib/options.js'
 import { replyDecorators } from './lib/reply.js'
-import { wrapSseRoute } from './lib/sse-route.js'
+import { refuseWaiting, sseRouteHook } from './lib/sse-route.js'
 import type { Registry } from './lib/stream.js'
 
 export type * from './types/index.js'
@@ -13,7 +13,7 @@ export * as errors from './lib/errors.js'
 
 async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Promise<void> {
   const options = resolveOptions(DEFAULTS, opts, fastify.log)
-  const registry: Registry = { streams: new Set(), options, closing: false }
+  const registry: Registry = { streams: new Set(), waiting: new Set(), options, closing: false }
   const { sse, sseSink } = replyDecorators(registry)
 
   fastify.decorateReply('sse', sse)
@@ -23,10 +23,12 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
       return readLastEventId(this, options.lastEventIdQuery, options.lastEventIdMaxLength)
     }
   })
-  fastify.addHook('onRoute', wrapSseRoute)
+  fastify.addHook('onRoute', sseRouteHook(registry))
   // Shutdown: no new stream, and every open one gets its signal, its grace period and its end.
   fastify.addHook('preClose', async () => {
     registry.closing = true
+    // An `sse: true` handler still waiting for its reply.sse() gets the 503 a late stream gets.
+    for (const reply of Array.from(registry.waiting)) refuseWaiting(registry, reply)
     await Promise.all(Array.from(registry.streams, (stream) => stream.shutdown()))
   })
 }

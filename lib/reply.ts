@@ -5,7 +5,7 @@ import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, describe } from '
 import { resolveOptions } from './options.js'
 import { Sink } from './sink.js'
 import { SourcePump, dropSource, isIterable, isThenable } from './source.js'
-import { beforeOpen, wake } from './sse-route.js'
+import { beforeOpen, wake, wasRefused } from './sse-route.js'
 import { type Registry, SseStream } from './stream.js'
 
 function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
@@ -24,6 +24,11 @@ export function replyDecorators (registry: Registry): {
   sseSink: (this: FastifyReply, callOptions?: SseStreamOptions) => SseSink<EventObject>
 } {
   function sse (this: FastifyReply, source: SseSource<EventObject>, callOptions?: SseStreamOptions): Promise<void> {
+    // Shutdown answered this reply while its handler waited: the source is not needed.
+    if (wasRefused(this)) {
+      if (typeof source !== 'function') dropSource(source, this.request.log)
+      return Promise.resolve()
+    }
     // Everything that can throw runs before the reply is taken, so Fastify still answers the error.
     const { stream, iterable } = beforeOpen(this, () => {
       const stream = createStream(registry, this, callOptions)
@@ -61,6 +66,11 @@ export function replyDecorators (registry: Registry): {
   }
 
   function sseSink (this: FastifyReply, callOptions?: SseStreamOptions): SseSink<EventObject> {
+    if (wasRefused(this)) {
+      const stream = new SseStream(registry, this.request, this, resolveOptions(registry.options, callOptions))
+      stream.abandon('shutdown')
+      return new Sink(stream)
+    }
     const stream = beforeOpen(this, () => createStream(registry, this, callOptions))
     const sink = new Sink(stream)
     if (registry.closing) stream.refuse()

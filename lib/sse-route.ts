@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
 import { isThenable } from './source.js'
+import { type Registry, sendClosing } from './stream.js'
 
 const kWaitForStream = Symbol('fastify-sse-stream.waitForStream')
+const kRefused = Symbol('fastify-sse-stream.refused')
 
 type Waiter = (failure?: { error: unknown }) => void
-type WaitingReply = FastifyReply & { [kWaitForStream]?: Waiter }
+type WaitingReply = FastifyReply & { [kWaitForStream]?: Waiter, [kRefused]?: boolean }
 
 /**
  * The `sse: true` route option. Fastify answers an async handler that resolves to `undefined`
@@ -12,22 +14,44 @@ type WaitingReply = FastifyReply & { [kWaitForStream]?: Waiter }
  * waits instead, until the reply is taken by a stream (or refused with 503), or rejects with the
  * error that stopped reply.sse(), so that Fastify answers it rather than nothing at all.
  */
-export function wrapSseRoute (route: RouteOptions & { sse?: boolean }): void {
-  if (route.sse !== true) return
-  const handler = route.handler
-  route.handler = function sseRouteHandler (this: FastifyInstance, request, reply) {
-    const result = handler.call(this, request, reply)
-    if (!isThenable(result)) return result
-    return Promise.resolve(result).then((value) => {
-      if (value !== undefined || reply.sent) return value
-      return new Promise<undefined>((resolve, reject) => {
-        (reply as WaitingReply)[kWaitForStream] = (failure) => {
-          if (failure === undefined) resolve(undefined)
-          else reject(failure.error)
-        }
+export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?: boolean }) => void {
+  return function wrapSseRoute (route) {
+    if (route.sse !== true) return
+    const handler = route.handler
+    route.handler = function sseRouteHandler (this: FastifyInstance, request, reply) {
+      const result = handler.call(this, request, reply)
+      if (!isThenable(result)) return result
+      return Promise.resolve(result).then((value) => {
+        if (value !== undefined || reply.sent) return value
+        if (registry.closing) return refuseWaiting(registry, reply)
+        return new Promise<undefined>((resolve, reject) => {
+          registry.waiting.add(reply)
+          ;(reply as WaitingReply)[kWaitForStream] = (failure) => {
+            registry.waiting.delete(reply)
+            if (failure === undefined) resolve(undefined)
+            else reject(failure.error)
+          }
+        })
       })
-    })
+    }
   }
+}
+
+/**
+ * Shutdown reached a handler that waits for its reply.sse(): answer 503 with Retry-After now, so
+ * that server.close() need not wait for an event that may never come. The reply.sse() or
+ * sseSink() that comes later finds the reply refused and ends at once, quietly.
+ */
+export function refuseWaiting (registry: Registry, reply: FastifyReply): undefined {
+  (reply as WaitingReply)[kRefused] = true
+  sendClosing(registry, reply)
+  wake(reply)
+  return undefined
+}
+
+/** Whether shutdown answered this reply while its handler waited. */
+export function wasRefused (reply: FastifyReply): boolean {
+  return (reply as WaitingReply)[kRefused] === true
 }
 
 /** Settles a waiting handler of an `sse: true` route, if there is one. */

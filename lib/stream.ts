@@ -24,6 +24,8 @@ export interface Producer {
 /** The open streams of one plugin instance, for graceful shutdown. */
 export interface Registry {
   readonly streams: Set<SseStream>
+  /** Replies of `sse: true` routes whose handler returned and waits for reply.sse(). */
+  readonly waiting: Set<FastifyReply>
   readonly options: ResolvedPluginOptions
   closing: boolean
 }
@@ -86,6 +88,11 @@ function isAbortOf (error: unknown, reason: unknown): boolean {
   // fetch() and signal.throwIfAborted() reject with the reason itself; the Node APIs given a
   // signal (timers/promises, events.once and on, streams) reject with an AbortError.
   return error === reason || (error as { name?: unknown } | null | undefined)?.name === 'AbortError'
+}
+
+/** The 503 with Retry-After for a stream asked for while the server shuts down. */
+export function sendClosing (registry: Registry, reply: FastifyReply): void {
+  reply.code(503).header('retry-after', String(registry.options.retryAfter)).send(new FST_ERR_SSE_SERVER_CLOSING())
 }
 
 /** An abort reason is not a throw site: its stack would cost more than the rest of a close. */
@@ -164,6 +171,15 @@ export class SseStream {
 
   get closed (): boolean {
     return this.state === CLOSED
+  }
+
+  /**
+   * Ends a stream that never opened and sends nothing: its reply is answered elsewhere (by
+   * Fastify, with the error that stopped open(); or with the 503 of a shutdown). Aborts the signal.
+   */
+  abandon (reason: SseCloseReason): void {
+    this.state = CLOSED
+    this.abort(reason)
   }
 
   /** Hijacks the reply, sends the headers at once, and starts watching the connection. */
@@ -335,12 +351,8 @@ export class SseStream {
 
   /** Answers 503 with Retry-After: a stream started while the server shuts down. */
   refuse (): void {
-    this.state = CLOSED
-    this.abort('shutdown')
-    this.reply
-      .code(503)
-      .header('retry-after', String(this.registry.options.retryAfter))
-      .send(new FST_ERR_SSE_SERVER_CLOSING())
+    this.abandon('shutdown')
+    sendClosing(this.registry, this.reply)
     this.resolveDone?.()
   }
 
