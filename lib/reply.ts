@@ -39,7 +39,17 @@ export function replyDecorators (registry: Registry): {
       } else {
         checkSource(source)
       }
-      if (!registry.closing) stream.open()
+      if (!registry.closing) {
+        try {
+          stream.open()
+        } catch (error) {
+          // Nothing was sent and Fastify answers the error (a header writeHead() refused), but
+          // the source may have started: abort its signal and release it, as for a refusal.
+          stream.abandon('error')
+          dropSource(iterable, this.request.log)
+          throw error
+        }
+      }
       return { stream, iterable }
     })
     if (registry.closing) {
