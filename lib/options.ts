@@ -12,6 +12,7 @@ export interface ResolvedOptions {
   readonly lastEventIdQuery: string | false
   readonly writeTimeout: number
   readonly shutdownGrace: number
+  readonly shutdownRetry: readonly [min: number, max: number] | false
   readonly errorEvent: false | ((error: unknown) => EventObject)
   readonly queueLimit: number
 }
@@ -33,6 +34,7 @@ export const DEFAULTS: ResolvedPluginOptions = Object.freeze({
   lastEventIdQuery: 'lastEventId',
   writeTimeout: 30_000, // ms; 0 disables
   shutdownGrace: 1_000, // ms
+  shutdownRetry: Object.freeze([2_000, 10_000] as const), // ms
   errorEvent: false,
   queueLimit: 1024, // events
   lastEventIdMaxLength: 1024, // UTF-16 code units
@@ -97,6 +99,13 @@ export function resolveOptions<T extends ResolvedOptions> (
   if (o.shutdownGrace !== undefined) {
     if (!isInt(o.shutdownGrace, 0, MAX_TIMER)) invalid('shutdownGrace', 'an integer number of ms', o.shutdownGrace)
     out.shutdownGrace = o.shutdownGrace
+  }
+  if (o.shutdownRetry !== undefined) {
+    const range: unknown = o.shutdownRetry
+    if (range !== false && !(Array.isArray(range) && range.length === 2 && isInt(range[0], 0, MAX_RETRY) && isInt(range[1], range[0], MAX_RETRY))) {
+      invalid('shutdownRetry', `false or [min, max], integer numbers of ms with 0 <= min <= max <= ${MAX_RETRY}`, range)
+    }
+    out.shutdownRetry = range === false ? false : Object.freeze([range[0], range[1]])
   }
   if (o.errorEvent !== undefined) {
     if (typeof o.errorEvent === 'function') out.errorEvent = o.errorEvent

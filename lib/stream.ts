@@ -308,6 +308,7 @@ export class SseStream {
   close (reason: SseCloseReason): void {
     if (this.state === CLOSED) return
     this.state = CLOSED
+    const gone = reason === 'client-closed'
     // Once shutdown has begun, that is why the stream ends, whatever ends it first.
     if (this.abortedFor === 'shutdown') reason = 'shutdown'
     clearTimeout(this.heartbeatTimer)
@@ -334,7 +335,14 @@ export class SseStream {
       socket?.uncork()
       res.destroy()
     } else {
-      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.end())
+      if (reason === 'shutdown') {
+        // Clients come back spread over a window, not all in the same second. Only the line: a
+        // blank line would make fetch-event-source fire an empty message, and the field takes
+        // effect as soon as it is read.
+        const range = this.options.shutdownRetry
+        if (range !== false && !gone) this.write('retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n')
+        if (socket !== null) res.once('finish', () => socket.end())
+      }
       res.end()
     }
     // The error listener stays: a late socket error must not become an uncaught exception.

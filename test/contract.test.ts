@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 import sse, { fastifySSE, type SseSink } from '../index.js'
 import { DEFAULTS } from '../lib/options.js'
-import { build, deferred, isEnd, listen, logCollector, open, silentClient } from './helpers/stream.js'
+import { build, deferred, isEnd, listen, logCollector, inDefaultShutdownWindow, open, silentClient, splitShutdownRetry } from './helpers/stream.js'
 import { listen as listenAny, within } from './helpers/http.js'
 
 const KiB64 = 'x'.repeat(64 * 1024)
@@ -446,7 +446,9 @@ t.test('9. a sink sends its farewell during shutdown and ends; the client gets i
   const took = performance.now() - t0
   t.equal(await reason.promise, 'The SSE stream ended: shutdown')
   await within(client.closed, 1000, 'the response to end')
-  t.equal(client.text, 'id: 1\ndata: hello\n\nevent: bye\ndata: server restarting\n\n', 'the farewell is the last frame')
+  const { frames, retry } = splitShutdownRetry(client.text)
+  t.equal(frames, 'id: 1\ndata: hello\n\nevent: bye\ndata: server restarting\n\n', 'the farewell is the last frame')
+  t.ok(inDefaultShutdownWindow(retry), `then the shutdown's retry line (${retry} ms)`)
   t.ok(client.res.complete, 'the response ended cleanly')
   t.ok(took < 1000, `end() closed it within the grace (${Math.round(took)} ms of 5000)`)
   t.equal((await logs.waitFor(isEnd)).sse.reason, 'shutdown')
@@ -514,8 +516,9 @@ t.test('11. HTTP/2: a stream open during app.close() gets its farewell and ends'
   await within(hello.promise, 2000, 'the first event')
   const t0 = performance.now()
   const closing = app.close()
-  t.equal(await within(ended, 1500, 'the h2 stream to end'),
-    'id: 1\ndata: hello\n\nevent: bye\ndata: The SSE stream ended: shutdown\n\n', 'farewell, then a clean end')
+  const { frames, retry } = splitShutdownRetry(await within(ended, 1500, 'the h2 stream to end'))
+  t.equal(frames, 'id: 1\ndata: hello\n\nevent: bye\ndata: The SSE stream ended: shutdown\n\n', 'farewell, then a clean end')
+  t.ok(inDefaultShutdownWindow(retry), `then the shutdown's retry line (${retry} ms)`)
   // Fastify on Node 20 waits for open HTTP/2 sessions: the client closes its own once done.
   session.close()
   await within(closing, 2000, 'app.close()')

@@ -13,7 +13,7 @@ import { once } from 'node:events'
 import sse, { type SseSink } from '../index.js'
 import { DEFAULTS } from '../lib/options.js'
 import { deferred, get, listen, within } from './helpers/http.js'
-import { build, holdUntilClosing, isEnd, open, silentClient } from './helpers/stream.js'
+import { build, holdUntilClosing, isEnd, inDefaultShutdownWindow, open, silentClient, splitShutdownRetry } from './helpers/stream.js'
 
 t.test('README Options table defaults match DEFAULTS', async (t) => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -26,11 +26,12 @@ t.test('README Options table defaults match DEFAULTS', async (t) => {
     if (v === 'false') return false
     if (/^'.*'$/.test(v)) return v.slice(1, -1)
     if (/^\d+$/.test(v)) return Number(v)
+    if (/^\[\d+, \d+\]$/.test(v)) return JSON.parse(v)
     return `unparsed: ${cell}`
   }
   t.same(rows.map(([name]) => name).sort(), Object.keys(DEFAULTS).sort(), 'one README row per option, no more')
   for (const [name, cell] of rows) {
-    t.equal(parse(cell), (DEFAULTS as unknown as Record<string, unknown>)[name], `${name}: README says ${cell}`)
+    t.same(parse(cell), (DEFAULTS as unknown as Record<string, unknown>)[name], `${name}: README says ${cell}`)
   }
 })
 
@@ -82,7 +83,10 @@ t.test('shutdownGrace defaults to 1000 ms', async (t) => {
   await within(finished.promise, 1000, 'the source to be released')
   t.ok(took >= 900 && took < 2500, `app.close() took ${Math.round(took)} ms (default grace 1000 ms)`)
   t.equal(logs.lines.filter(isEnd)[0]?.sse.reason, 'shutdown')
-  t.ok(client.text.endsWith('\n\n'), 'ended on a frame boundary')
+  await within(client.closed, 1000, 'the response to end')
+  const { frames, retry } = splitShutdownRetry(client.text)
+  t.ok(frames.endsWith('\n\n'), 'ended on a frame boundary')
+  t.ok(inDefaultShutdownWindow(retry), `then the shutdown's retry line (${retry} ms)`)
 })
 
 t.test('queueLimit defaults to 1024 events', async (t) => {

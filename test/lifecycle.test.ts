@@ -1,7 +1,7 @@
 import t from 'tap'
 import { once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import { build, deferred, frames, holdUntilClosing, isEnd, listen, logCollector, open } from './helpers/stream.js'
+import { build, deferred, frames, holdUntilClosing, isEnd, listen, inDefaultShutdownWindow, logCollector, open, splitShutdownRetry } from './helpers/stream.js'
 
 const KiB64 = 'x'.repeat(64 * 1024)
 
@@ -348,7 +348,9 @@ t.test('graceful shutdown', async (t) => {
     await app.close()
     for (const c of clients) {
       await c.closed
-      t.equal(c.text, 'id: 1\ndata: hello\n\nevent: bye\ndata: server restarting\n\n')
+      const { frames, retry } = splitShutdownRetry(c.text)
+      t.equal(frames, 'id: 1\ndata: hello\n\nevent: bye\ndata: server restarting\n\n')
+      t.ok(inDefaultShutdownWindow(retry), `then the shutdown's retry line (${retry} ms)`)
     }
     t.same(reasons, Array(3).fill('The SSE stream ended: shutdown'))
     t.equal(logs.lines.filter(isEnd).filter((l) => l.sse.reason === 'shutdown').length, 3)
@@ -373,7 +375,7 @@ t.test('graceful shutdown', async (t) => {
     await client.closed
     await finished.promise
     t.ok(took >= 90 && took < 2000, `close took ${Math.round(took)} ms with a 100 ms grace`)
-    t.ok(client.text.endsWith('second line\n\n'), 'ends after a whole frame')
+    t.ok(splitShutdownRetry(client.text).frames.endsWith('second line\n\n'), 'ends after a whole frame')
   })
 
   t.test('app.close() resolves promptly with 1,000 streams open', async (t) => {
@@ -393,7 +395,14 @@ t.test('graceful shutdown', async (t) => {
     const took = performance.now() - t0
     t.ok(took < 3000, `closed 1,000 streams in ${Math.round(took)} ms`)
     await Promise.all(clients.map((c) => c.closed))
-    t.ok(clients.every((c) => c.text === 'data: hi\n\n'))
+    const ends = clients.map((c) => splitShutdownRetry(c.text))
+    t.ok(ends.every((end) => end.frames === 'data: hi\n\n'), 'every stream got its frame')
+    // The shutdown's retry line spreads the clients' return over the window, not one second.
+    const retries = ends.map((end) => end.retry)
+    t.ok(retries.every(inDefaultShutdownWindow), 'every retry is drawn from [2000, 10000] ms')
+    t.ok(new Set(retries).size > 500, `${new Set(retries).size} distinct delays among 1,000 clients`)
+    const early = retries.filter((r) => r! < 6000).length
+    t.ok(early > 350 && early < 650, `${early} of 1,000 come back in the first half of the window`)
   })
 
   t.test('a stream started while the server closes gets 503 with Retry-After', async (t) => {

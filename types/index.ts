@@ -110,6 +110,13 @@ export interface SseStreamOptions {
    */
   shutdownGrace?: number
   /**
+   * When a shutdown ends the stream, its last line is `retry: <ms>`, drawn at random from
+   * `[min, max]`, so that clients come back spread over that window rather than all at once,
+   * and not before the server has gone. `false` sends nothing.
+   * @default [2000, 10000]
+   */
+  shutdownRetry?: readonly [min: number, max: number] | false
+  /**
    * When the source fails, send a last `event: error` frame. `true` sends a safe message (the
    * error's own message only when its `statusCode` is 4xx); a function builds the event itself.
    * @default false

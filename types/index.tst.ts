@@ -41,18 +41,23 @@ describe('registration', () => {
       lastEventIdQuery: 'since',
       writeTimeout: false,
       shutdownGrace: 1000,
+      shutdownRetry: [2000, 10000],
       errorEvent: (error: unknown) => ({ event: 'error', data: String(error) }),
       queueLimit: 1024,
       lastEventIdMaxLength: 256,
       retryAfter: 5
     })
     expect(app.register).type.toBeCallableWith(sse, { heartbeat: false, lastEventIdQuery: false, errorEvent: true })
+    expect(app.register).type.toBeCallableWith(sse, { shutdownRetry: false })
   })
 
   test('invalid options are rejected', () => {
     expect(app.register).type.not.toBeCallableWith(sse, { heartbeat: '1s' })
     expect(app.register).type.not.toBeCallableWith(sse, { heartbeat: true })
     expect(app.register).type.not.toBeCallableWith(sse, { retry: '5' })
+    expect(app.register).type.not.toBeCallableWith(sse, { shutdownRetry: [1000] })
+    expect(app.register).type.not.toBeCallableWith(sse, { shutdownRetry: 5000 })
+    expect(app.register).type.not.toBeCallableWith(sse, { shutdownRetry: true })
     expect(app.register).type.not.toBeCallableWith(sse, { serializer: (data: unknown) => data })
     expect(app.register).type.not.toBeCallableWith(sse, { lastEventIdQuery: true })
     expect(app.register).type.not.toBeCallableWith(sse, { errorEvent: 'yes' })

@@ -126,3 +126,17 @@ export function holdUntilClosing (app: FastifyInstance): { hold: () => Promise<v
     }
   }
 }
+
+/**
+ * A stream ended by a shutdown ends with the line `retry: <ms>` (the `shutdownRetry` option).
+ * Returns the frames before it and its value (undefined when the text has no such last line).
+ */
+export function splitShutdownRetry (text: string): { frames: string, retry: number | undefined } {
+  const match = /(?:^|\n)retry: (\d+)\n$/.exec(text)
+  if (match === null) return { frames: text, retry: undefined }
+  return { frames: text.slice(0, text.length - match[1].length - 8), retry: Number(match[1]) }
+}
+
+/** Whether `retry` was drawn from the default shutdownRetry window, [2000, 10000] ms. */
+export const inDefaultShutdownWindow = (retry: number | undefined): boolean =>
+  retry !== undefined && retry >= 2000 && retry <= 10000
