@@ -23,14 +23,17 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
       if (!isThenable(result)) return result
       return Promise.resolve(result).then((value) => {
         if (value !== undefined || reply.sent) return value
-        if (registry.closing) return refuseWaiting(registry, reply)
         return new Promise<undefined>((resolve, reject) => {
-          registry.waiting.add(reply)
           ;(reply as WaitingReply)[kWaitForStream] = (failure) => {
             registry.waiting.delete(reply)
             if (failure === undefined) resolve(undefined)
             else reject(failure.error)
           }
+          // Shutdown has begun: the 503 at once (the handler still settles only once it is out),
+          // unless a reply.sse() the handler called while closing is already sending it.
+          if (wasRefused(reply)) wakeWhenSent(reply)
+          else if (registry.closing) refuseWaiting(registry, reply)
+          else registry.waiting.add(reply)
         })
       })
     }
@@ -43,13 +46,29 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
  * sseSink() that comes later finds the reply refused and ends at once, quietly.
  */
 export function refuseWaiting (registry: Registry, reply: FastifyReply): undefined {
-  (reply as WaitingReply)[kRefused] = true
+  markRefused(reply)
   sendClosing(registry, reply)
-  wake(reply)
+  wakeWhenSent(reply)
   return undefined
 }
 
-/** Whether shutdown answered this reply while its handler waited. */
+/**
+ * Wakes a waiting handler once its reply is out. Fastify sends an error through its onError
+ * hooks, error handler and onSend hooks, any of which may be async: a handler that resolved
+ * with undefined before that ends would make Fastify send again (and, inside a running onError
+ * hook, throw FST_ERR_SEND_INSIDE_ONERR out of a promise callback: an unhandled rejection).
+ */
+export function wakeWhenSent (reply: FastifyReply): void {
+  if (reply.sent) wake(reply)
+  else reply.raw.once('close', () => wake(reply))
+}
+
+/** Shutdown answers this reply with the 503: a later reply.sse() or sseSink() ends quietly. */
+export function markRefused (reply: FastifyReply): void {
+  (reply as WaitingReply)[kRefused] = true
+}
+
+/** Whether shutdown answered this reply (with the 503 of refuseWaiting() or of a refused stream). */
 export function wasRefused (reply: FastifyReply): boolean {
   return (reply as WaitingReply)[kRefused] === true
 }

@@ -361,6 +361,9 @@ export class SseStream {
   refuse (): void {
     this.abandon('shutdown')
     sendClosing(this.registry, this.reply)
+    // Fastify may still be running async onError or onSend hooks for the 503: a handler that
+    // returns this promise must not settle before the reply is out, or Fastify sends again.
+    if (!this.reply.sent) this.donePromise = new Promise((resolve) => { this.res.once('close', () => resolve()) })
     this.resolveDone?.()
   }
 
