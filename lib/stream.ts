@@ -340,7 +340,13 @@ export class SseStream {
         // blank line would make fetch-event-source fire an empty message, and the field takes
         // effect as soon as it is read.
         const range = this.options.shutdownRetry
-        if (range !== false && !gone) this.write('retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n')
+        if (range !== false && !gone) {
+          const line = 'retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n'
+          // Straight to the response, not through write(): the stream is closed, and a write
+          // that fills the socket would arm a write deadline that no drain clears any more.
+          res.write(line)
+          this.bytes += line.length
+        }
         if (socket !== null) res.once('finish', () => socket.end())
       }
       res.end()
