@@ -71,6 +71,26 @@ function stall (stream: SseStream): void { stream.stall() }
 function flushHead (stream: SseStream): void { stream.flushHead() }
 function endShutdown (stream: SseStream): void { stream.close('shutdown') }
 
+// How long a shutdown waits for what an ended stream wrote to leave its socket.
+const FLUSH_LIMIT = 1000
+
+/**
+ * Settles once `res` is over: its data has left (or its connection is gone), or after FLUSH_LIMIT
+ * ms, when a peer that reads nothing is dropped. server.close() destroys every connection whose
+ * response has ended (`finished`, set by end() before anything is flushed), which would cut
+ * whatever still sits in the socket's buffer: the farewell, and always the `retry:` line.
+ */
+function flushed (res: ServerResponse): Promise<void> {
+  if (res.writableFinished || res.destroyed) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => res.destroy(), FLUSH_LIMIT)
+    res.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
+
 /** The `ctx` a source function receives. */
 class StreamContext implements SseContext {
   constructor (private readonly stream: SseStream) {}
@@ -301,7 +321,7 @@ export class SseStream {
       this.abort('shutdown')
       if (grace === 0) this.close('shutdown')
     }
-    return this.done
+    return this.done.then(() => flushed(this.res))
   }
 
   /** Ends the stream once, for `reason`: stops timers, drops listeners, releases the producer. */
