@@ -33,7 +33,12 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
           // unless a reply.sse() the handler called while closing is already sending it.
           if (wasRefused(reply)) wakeWhenSent(reply)
           else if (registry.closing) refuseWaiting(registry, reply)
-          else registry.waiting.add(reply)
+          else {
+            registry.waiting.add(reply)
+            // A client that leaves takes its reply out of the registry: the app may never call
+            // reply.sse() for it now, and the registry must not hold it until the shutdown.
+            reply.raw.once('close', () => registry.waiting.delete(reply))
+          }
         })
       })
     }
