@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
 import { isThenable } from './source.js'
-import { type Registry, sendClosing } from './stream.js'
+import { type Registry, responseClosed, sendClosing } from './stream.js'
 
 const kWaitForStream = Symbol('fastify-sse-stream.waitForStream')
 const kRefused = Symbol('fastify-sse-stream.refused')
@@ -33,10 +33,11 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
           // unless a reply.sse() the handler called while closing is already sending it.
           if (wasRefused(reply)) wakeWhenSent(reply)
           else if (registry.closing) refuseWaiting(registry, reply)
-          else {
+          else if (!responseClosed(reply.raw)) {
             registry.waiting.add(reply)
             // A client that leaves takes its reply out of the registry: the app may never call
             // reply.sse() for it now, and the registry must not hold it until the shutdown.
+            // (One that left while the handler ran had its 'close' already: it is never added.)
             reply.raw.once('close', () => registry.waiting.delete(reply))
           }
         })
@@ -62,9 +63,11 @@ export function refuseWaiting (registry: Registry, reply: FastifyReply): undefin
  * hooks, error handler and onSend hooks, any of which may be async: a handler that resolved
  * with undefined before that ends would make Fastify send again (and, inside a running onError
  * hook, throw FST_ERR_SEND_INSIDE_ONERR out of a promise callback: an unhandled rejection).
+ * A response that has already closed (its client left) has no 'close' to come: wake it now;
+ * Fastify does not send again for a request whose client is gone.
  */
 export function wakeWhenSent (reply: FastifyReply): void {
-  if (reply.sent) wake(reply)
+  if (reply.sent || responseClosed(reply.raw)) wake(reply)
   else reply.raw.once('close', () => wake(reply))
 }
 

@@ -91,6 +91,14 @@ function flushed (res: ServerResponse): Promise<void> {
   })
 }
 
+/**
+ * Whether the response has closed (its 'close' has fired or is due): a client that left, or a
+ * response that is over. Http2ServerResponse has no `destroyed` on Node 20: ask its stream.
+ */
+export function responseClosed (res: ServerResponse): boolean {
+  return res.destroyed || (res as unknown as { stream?: { destroyed: boolean } }).stream?.destroyed === true
+}
+
 /** The `ctx` a source function receives. */
 class StreamContext implements SseContext {
   constructor (private readonly stream: SseStream) {}
@@ -239,9 +247,7 @@ export class SseStream {
     else setImmediate(flushHead, this)
     if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(beat, options.heartbeat, this).unref()
     // The client may have left while an async handler awaited: its close events have already fired.
-    // Http2ServerResponse has no `destroyed` (undefined on Node 20): ask its stream.
-    const h2stream = (res as unknown as { stream?: { destroyed: boolean } }).stream
-    if (res.destroyed || h2stream?.destroyed === true) this.close('client-closed')
+    if (responseClosed(res)) this.close('client-closed')
     // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted,
     // so nothing would ever push back on the source.
     else if (request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304) this.close('done')
@@ -388,8 +394,9 @@ export class SseStream {
     this.abandon('shutdown')
     sendClosing(this.registry, this.reply)
     // Fastify may still be running async onError or onSend hooks for the 503: a handler that
-    // returns this promise must not settle before the reply is out, or Fastify sends again.
-    if (!this.reply.sent) this.donePromise = new Promise((resolve) => { this.res.once('close', () => resolve()) })
+    // returns this promise must not settle before the reply is out, or Fastify sends again. A
+    // client already gone had its 'close' (and Fastify sends nothing again for it): settle now.
+    if (!this.reply.sent && !responseClosed(this.res)) this.donePromise = new Promise((resolve) => { this.res.once('close', () => resolve()) })
     this.resolveDone?.()
   }
 
