@@ -45,7 +45,7 @@ async function scenario (t: Test, hook: 'onError' | 'onSend', route: (app: Fasti
 
 const entered = new Map<FastifyInstance, ReturnType<typeof deferred<void>>>()
 
-// New in this diff: preClose refuses a handler that already waits.
+// preClose refuses a handler that already waits.
 t.test('waiting handler refused by preClose, async onError hook', (t) => scenario(t, 'onError', async (app) => {
   const d = deferred(); entered.set(app, d)
   app.get('/', { sse: true }, async () => { d.resolve() })
@@ -56,7 +56,7 @@ t.test('waiting handler refused by preClose, async onSend hook', (t) => scenario
   app.get('/', { sse: true }, async () => { d.resolve() })
 }))
 
-// New in this diff: a handler that returns undefined once closing began.
+// A handler that returns undefined once closing began.
 t.test('handler returns while closing, async onError hook', (t) => scenario(t, 'onError', async (app) => {
   const d = deferred(); entered.set(app, d)
   const gate = deferred()

@@ -2,7 +2,7 @@
 // response's 'close' when Fastify has not sent the 503 yet (an async onSend/onError hook). If the
 // client had already left (its 'close' fired while the handler awaited), that event never comes
 // again: reply.sse() and sink.done never settle, the handler never returns, and whatever the app
-// does after `await reply.sse()` (unsubscribe, release) never runs. Before ff379c3 they settled.
+// does after `await reply.sse()` (unsubscribe, release) never runs.
 import t from 'tap'
 import { setImmediate as tick } from 'node:timers/promises'
 import { build, listen } from './helpers/stream.js'

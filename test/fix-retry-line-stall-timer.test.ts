@@ -1,4 +1,4 @@
-// Regression: close() clears the write deadline timer, then (new in this diff) writes the shutdown's
+// Regression: close() clears the write deadline timer, then writes the shutdown's
 // `retry:` line through write(). When that line is the write that takes the socket's buffer past
 // its high-water mark, write() arms a fresh deadline timer for a stream that is already closed:
 // its 'drain' listener is gone, so nothing clears it, and writeTimeout ms later stall() logs
@@ -18,7 +18,7 @@ t.test('the shutdown retry line does not leave a stall timer behind', async (t) 
     sink.signal.addEventListener('abort', () => {
       // Fill this tick's corked buffer to just below 16384 bytes: every send is accepted
       // (write() returns true), so the stream is not backpressured when it ends.
-      // (Bigger comments than 'x': fewer than 512 writes, see repro-3 for what happens past that.)
+      // (Bigger comments than 'x': fewer than 512 writes; fix-shutdown-flush.test.ts shows what happens past that.)
       const pad = ': ' + 'x'.repeat(60)
       while (socket.writableLength < 16384 - 18 - 72) void sink.comment(pad.slice(2))
       while (socket.writableLength < 16384 - 18) void sink.comment('x')

@@ -2,7 +2,7 @@
 // its response's 'close', but registers that listener only once the handler has returned. A
 // client that leaves while the async handler is still awaiting (a query, say) has already had
 // its 'close': the reply is added to registry.waiting and stays there until the shutdown, one
-// per such disconnect: the leak f8ad8b5 meant to fix, for the commonest timing.
+// per such disconnect: the leak fix-waiting-reply-leak covers, for the commonest timing.
 import t from 'tap'
 import { build, deferred, listen } from './helpers/stream.js'
 import { openStream } from './helpers/http.js'

@@ -1,8 +1,8 @@
-// Regression: registry.waiting (new) holds every reply of an `sse: true` handler that has returned and waits
+// Regression: registry.waiting holds every reply of an `sse: true` handler that has returned and waits
 // for reply.sse(), until that call or the shutdown. A handler that stops waiting when its client
 // leaves (it removes its listener on close, as a careful app does) never calls reply.sse(): the
 // reply, its request and raw objects stay in the plugin's registry for the life of the server,
-// one per such disconnect. Before this diff nothing global held them.
+// one per such disconnect.
 import t from 'tap'
 import { EventEmitter } from 'node:events'
 import { build, deferred, listen } from './helpers/stream.js'
