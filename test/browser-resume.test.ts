@@ -8,20 +8,13 @@
 // from 41 again after an id reset, because the header is absent. Logged as a comment.
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import type { Browser } from 'playwright-core'
 import sse from '../index.js'
-import { browserAvailability, launchChromium, openPage } from './helpers/browser.js'
+import { openPage, useChromium } from './helpers/browser.js'
 import { deferred, listen, within } from './helpers/http.js'
 
 declare const EventSource: any
 
-const { skip, failure } = browserAvailability()
-if (failure !== undefined) t.fail(failure)
-let browser: Browser | undefined
-if (skip === false && failure === undefined) {
-  t.before(async () => { browser = await launchChromium() })
-  t.teardown(() => browser?.close())
-}
+const chromium = useChromium()
 
 async function setup (t: Test, routes: (app: FastifyInstance) => void) {
   const app = Fastify()
@@ -29,12 +22,12 @@ async function setup (t: Test, routes: (app: FastifyInstance) => void) {
   app.get('/blank', (_req, reply) => reply.type('text/html; charset=utf-8').send('<!doctype html><title>b</title>'))
   routes(app)
   const url = await listen(app)
-  const { context, page } = await openPage(browser!, `${url}/blank`)
+  const { context, page } = await openPage(chromium.browser(), `${url}/blank`)
   t.teardown(async () => { await context.close(); await app.close() })
   return { page }
 }
 
-t.test('an id-only frame sets the reconnect id; an id reset removes it', { skip: failure ?? skip, timeout: 20_000 }, async (t) => {
+t.test('an id-only frame sets the reconnect id; an id reset removes it', { skip: chromium.skip, timeout: 20_000 }, async (t) => {
   const headers: Array<string | undefined> = []
   const lastIds: Array<string | undefined> = []
   const { page } = await setup(t, (app) => {
@@ -76,7 +69,7 @@ t.test('an id-only frame sets the reconnect id; an id reset removes it', { skip:
   t.comment(`query fallback after an id reset: request.lastEventId on each reconnect = ${JSON.stringify(lastIds)}`)
 })
 
-t.test('open fires on the head, before the first event', { skip: failure ?? skip, timeout: 20_000 }, async (t) => {
+t.test('open fires on the head, before the first event', { skip: chromium.skip, timeout: 20_000 }, async (t) => {
   const release = deferred()
   const { page } = await setup(t, (app) => {
     app.get('/held', (_req, reply) => reply.sse(async function * () {

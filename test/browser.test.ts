@@ -6,10 +6,11 @@ import type { ServerResponse } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import type { Browser, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import sse from '../index.js'
 import { buildDemo, pageRoutes, seedRoutes, vendorRoutes } from '../examples/demo.js'
-import { browserAvailability, launchChromium, openPage } from './helpers/browser.js'
+import { openPage, useChromium } from './helpers/browser.js'
+import { seededRandom as random } from './helpers/random.js'
 
 // The functions passed to page.evaluate() run in the page, where these globals exist.
 declare const EventSource: any
@@ -17,19 +18,12 @@ declare const MessageEvent: any
 declare const document: any
 declare const window: any
 
-const { skip, failure } = browserAvailability()
-if (failure !== undefined) t.fail(failure)
-
-let browser: Browser | undefined
-if (skip === false && failure === undefined) {
-  t.before(async () => { browser = await launchChromium() })
-  t.teardown(() => browser?.close())
-}
+const chromium = useChromium()
 
 /** A browser test: skipped (with the notice already printed) when Chromium is missing. */
 function browserTest (name: string, fn: (t: Test) => Promise<void>, todo?: string): void {
   // A per-test bound, so that an event that never comes fails its own test quickly.
-  t.test(name, { skip: failure ?? skip, timeout: 20_000, ...(todo === undefined ? {} : { todo }) }, fn)
+  t.test(name, { skip: chromium.skip, timeout: 20_000, ...(todo === undefined ? {} : { todo }) }, fn)
 }
 
 /** One request as the server saw it. */
@@ -67,7 +61,7 @@ async function setup (t: Test, routes: (app: FastifyInstance) => void | Promise<
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
   const url = `http://127.0.0.1:${port}`
-  const { context, page, errors } = await openPage(browser!, `${url}/blank`)
+  const { context, page, errors } = await openPage(chromium.browser(), `${url}/blank`)
   t.teardown(async () => {
     await context.close()
     await app.close()
@@ -225,17 +219,6 @@ browserTest('native EventSource: a named event with no data is dispatched', asyn
   const body: string = await page.evaluate(async () => (await window.fetch('/named')).text())
   t.equal(body, 'event: end\nid: a\ndata: \n\n')
 })
-
-/** A small seeded PRNG (mulberry32), so that a failing run can be repeated with its seed. */
-function random (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const PIECES = ['a', 'Z', '0', ' ', '  ', ':', ': ', '\t', '\n', '\n\n', ' lead', 'data: x', 'id: 9', 'event: y', 'retry: 1',
   'é', '…', '中文', '🦄', '\u2028', '\u0085', '\uFEFF', '\0', '"{}"', '\\n']
@@ -400,7 +383,7 @@ browserTest('demo page: renders both clients and the ticker in the DOM, and take
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
-  const { context, page, errors } = await openPage(browser!, `http://127.0.0.1:${port}/`, { width: 1280, height: 1000 })
+  const { context, page, errors } = await openPage(chromium.browser(), `http://127.0.0.1:${port}/`, { width: 1280, height: 1000 })
   t.teardown(async () => {
     await context.close()
     await app.close()

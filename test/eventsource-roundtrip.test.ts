@@ -11,16 +11,7 @@ import Fastify from 'fastify'
 import { EventSource } from 'eventsource'
 import sse, { type EventObject } from '../index.js'
 import { deferred, listen, within } from './helpers/http.js'
-
-function random (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom as random } from './helpers/random.js'
 
 const PIECES = ['a', 'Z', ' ', '  ', ':', ': ', '\t', '\n', '\r\n', '\r', '\n\n', ' lead', 'data: x', 'id: 9', 'event: y',
   'retry: 1', 'é', '…', '中文', '🦄', '\u2028', '\u0085', '\uFEFF', '\0', '"{}"']

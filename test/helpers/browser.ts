@@ -1,6 +1,7 @@
 // Launching Debian's Chromium through playwright-core (which never downloads a browser), and
 // deciding what to do when it is missing: skip with a notice, or fail when CI is set.
 import { accessSync, constants } from 'node:fs'
+import t from 'tap'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 
 /** The Chromium binary: Debian's package, unless CHROMIUM_PATH names another one. */
@@ -38,6 +39,22 @@ export function browserAvailability (): Availability {
     console.error(`\nNOTICE: skipping the browser tests: ${missing}\n`)
     return { skip: `browser tests skipped: ${missing}` }
   }
+}
+
+/**
+ * One Chromium for the whole test file, launched before its first test and closed after the
+ * last. `skip` goes in each browser test's options: a notice when Chromium is missing, or the
+ * reason for the failure already reported under CI.
+ */
+export function useChromium (): { skip: string | false, browser: () => Browser } {
+  const { skip, failure } = browserAvailability()
+  if (failure !== undefined) t.fail(failure)
+  let browser: Browser | undefined
+  if (skip === false && failure === undefined) {
+    t.before(async () => { browser = await launchChromium() })
+    t.teardown(() => browser?.close())
+  }
+  return { skip: failure ?? skip, browser: () => browser! }
 }
 
 export function launchChromium (): Promise<Browser> {
