@@ -193,7 +193,7 @@ t.test('4. a client leaving in the shutdown grace period: reason shutdown, sourc
   t.equal(ends[0].sse.reason, 'shutdown', 'the reason stays shutdown though the client left')
 })
 
-t.test('5. the reply.sse() promise settles, never rejects, for stalled and shutdown', async (t) => {
+t.test('5. the reply.sse() promise settles, never rejects, for stalled, shutdown, done, error and client-closed', async (t) => {
   t.test('stalled', async (t) => {
     const logs = logCollector()
     const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
@@ -224,6 +224,33 @@ t.test('5. the reply.sse() promise settles, never rejects, for stalled and shutd
     await within(app.close(), 2000, 'app.close()')
     t.same(await within(outcome.promise, 1000, 'reply.sse() to settle'), { ok: true, value: undefined })
     t.equal((await logs.waitFor(isEnd)).sse.reason, 'shutdown')
+  })
+
+  t.test('done, error (a generator that throws mid-stream) and client-closed', async (t) => {
+    const { app, logs } = await build(t, { heartbeat: false })
+    const outcomes = new Map<string, ReturnType<typeof deferred<{ ok: boolean, value: unknown }>>>()
+    const sources: Record<string, () => AsyncGenerator<{ data: string }>> = {
+      done: async function * () { yield { data: 'hi' } },
+      error: async function * () { yield { data: 'hi' }; throw new Error('mid-stream') },
+      'client-closed': async function * () { yield { data: 'hi' }; await new Promise(() => {}) }
+    }
+    for (const [reason, source] of Object.entries(sources)) {
+      const outcome = deferred<{ ok: boolean, value: unknown }>()
+      outcomes.set(reason, outcome)
+      app.get('/' + reason, (_req, reply) => {
+        reply.sse(source()).then((value) => outcome.resolve({ ok: true, value }), (value) => outcome.resolve({ ok: false, value }))
+      })
+    }
+    const url = await listen(app)
+    for (const reason of Object.keys(sources)) {
+      const client = await open(url + '/' + reason)
+      await client.waitFor('data: hi\n\n')
+      if (reason === 'client-closed') client.destroy()
+      t.same(await within(outcomes.get(reason)!.promise, 2000, `reply.sse() to settle (${reason})`), { ok: true, value: undefined }, reason)
+      // The end line is logged before the promise settles.
+      t.equal(logs.lines.filter(isEnd).at(-1)?.sse.reason, reason)
+      await client.closed
+    }
   })
 })
 
