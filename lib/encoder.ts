@@ -54,14 +54,9 @@ function encodeComment (text: unknown): string {
 
 // The data line or lines of a non-string `data`, without the frame's closing blank line.
 function serializedData (data: unknown, serialize: Serializer): string {
-  const text = serializeData(data, serialize)
-  return serialize === stringify && stringifyIsFlat ? 'data: ' + text + '\n' : encodeData(text)
-}
-
-function serializeData (data: unknown, serialize: Serializer): string {
   const text: unknown = serialize(data)
   if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_DATA(describe(text))
-  return text
+  return serialize === stringify && stringifyIsFlat ? 'data: ' + text + '\n' : encodeData(text)
 }
 
 function checkId (id: unknown): string {
