@@ -4,7 +4,7 @@ import type { SsePluginOptions } from './types/index.js'
 import { readLastEventId } from './lib/last-event-id.js'
 import { DEFAULTS, resolveOptions } from './lib/options.js'
 import { replyDecorators } from './lib/reply.js'
-import { refuseWaiting, sseRouteHook } from './lib/sse-route.js'
+import { refuse, sseRouteHook } from './lib/sse-route.js'
 import type { Registry } from './lib/stream.js'
 
 export type * from './types/index.js'
@@ -28,7 +28,7 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
   fastify.addHook('preClose', async () => {
     registry.closing = true
     // An `sse: true` handler still waiting for its reply.sse() gets the 503 a late stream gets.
-    for (const reply of Array.from(registry.waiting)) refuseWaiting(registry, reply)
+    for (const reply of Array.from(registry.waiting)) void refuse(registry, reply)
     await Promise.all(Array.from(registry.streams, (stream) => stream.shutdown()))
   })
 }

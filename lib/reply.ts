@@ -5,7 +5,7 @@ import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, describe } from '
 import { resolveOptions } from './options.js'
 import { Sink } from './sink.js'
 import { SourcePump, dropSource, isIterable, isThenable } from './source.js'
-import { beforeOpen, markRefused, wake, wakeWhenSent, wasRefused } from './sse-route.js'
+import { beforeOpen, refuse, wake, wasRefused } from './sse-route.js'
 import { type Registry, SseStream } from './stream.js'
 
 function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
@@ -53,9 +53,7 @@ export function replyDecorators (registry: Registry): {
       return { stream, iterable }
     })
     if (registry.closing) {
-      stream.refuse()
-      markRefused(this)
-      wakeWhenSent(this)
+      stream.refused(refuse(registry, this))
       dropSource(iterable, this.request.log)
       return stream.done
     }
@@ -85,9 +83,7 @@ export function replyDecorators (registry: Registry): {
     const stream = beforeOpen(this, () => createStream(registry, this, callOptions))
     const sink = new Sink(stream)
     if (registry.closing) {
-      stream.refuse()
-      markRefused(this)
-      wakeWhenSent(this)
+      stream.refused(refuse(registry, this))
     } else {
       beforeOpen(this, () => stream.open())
       wake(this)

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
 import { isThenable } from './source.js'
-import { type Registry, responseClosed, sendClosing } from './stream.js'
+import { FST_ERR_SSE_SERVER_CLOSING } from './errors.js'
+import { type Registry, responseClosed } from './stream.js'
 
 const kWaitForStream = Symbol('fastify-sse-stream.waitForStream')
 const kRefused = Symbol('fastify-sse-stream.refused')
@@ -31,8 +32,8 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
           }
           // Shutdown has begun: the 503 at once (the handler still settles only once it is out),
           // unless a reply.sse() the handler called while closing is already sending it.
-          if (wasRefused(reply)) wakeWhenSent(reply)
-          else if (registry.closing) refuseWaiting(registry, reply)
+          if (wasRefused(reply)) whenOut(reply, () => wake(reply))
+          else if (registry.closing) void refuse(registry, reply)
           else if (!responseClosed(reply.raw)) {
             registry.waiting.add(reply)
             // A client that leaves takes its reply out of the registry: the app may never call
@@ -47,36 +48,34 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
 }
 
 /**
- * Shutdown reached a handler that waits for its reply.sse(): answer 503 with Retry-After now, so
- * that server.close() need not wait for an event that may never come. The reply.sse() or
- * sseSink() that comes later finds the reply refused and ends at once, quietly.
+ * Answers 503 with Retry-After: a stream asked for, or a handler still waiting for its
+ * reply.sse(), while the server shuts down. A reply.sse() or sseSink() that comes later on this
+ * reply ends at once, quietly. Settles, and wakes a waiting handler, once the 503 is out.
  */
-export function refuseWaiting (registry: Registry, reply: FastifyReply): undefined {
-  markRefused(reply)
-  sendClosing(registry, reply)
-  wakeWhenSent(reply)
-  return undefined
+export function refuse (registry: Registry, reply: FastifyReply): Promise<void> {
+  (reply as WaitingReply)[kRefused] = true
+  reply.code(503).header('retry-after', String(registry.options.retryAfter)).send(new FST_ERR_SSE_SERVER_CLOSING())
+  return new Promise((resolve) => {
+    whenOut(reply, () => {
+      wake(reply)
+      resolve()
+    })
+  })
 }
 
 /**
- * Wakes a waiting handler once its reply is out. Fastify sends an error through its onError
- * hooks, error handler and onSend hooks, any of which may be async: a handler that resolved
- * with undefined before that ends would make Fastify send again (and, inside a running onError
- * hook, throw FST_ERR_SEND_INSIDE_ONERR out of a promise callback: an unhandled rejection).
- * A response that has already closed (its client left) has no 'close' to come: wake it now;
- * Fastify does not send again for a request whose client is gone.
+ * Runs `fn` once the reply is out. Fastify sends an error through its onError hooks, error
+ * handler and onSend hooks, any of which may be async: a handler that resolved with undefined
+ * before that ends would make Fastify send again (and, inside a running onError hook, throw
+ * FST_ERR_SEND_INSIDE_ONERR out of a promise callback: an unhandled rejection). A response that
+ * has already closed (its client left) has no 'close' to come, and Fastify sends nothing again.
  */
-export function wakeWhenSent (reply: FastifyReply): void {
-  if (reply.sent || responseClosed(reply.raw)) wake(reply)
-  else reply.raw.once('close', () => wake(reply))
+function whenOut (reply: FastifyReply, fn: () => void): void {
+  if (reply.sent || responseClosed(reply.raw)) fn()
+  else reply.raw.once('close', fn)
 }
 
-/** Shutdown answers this reply with the 503: a later reply.sse() or sseSink() ends quietly. */
-export function markRefused (reply: FastifyReply): void {
-  (reply as WaitingReply)[kRefused] = true
-}
-
-/** Whether shutdown answered this reply (with the 503 of refuseWaiting() or of a refused stream). */
+/** Whether shutdown answered this reply with the 503 of refuse(). */
 export function wasRefused (reply: FastifyReply): boolean {
   return (reply as WaitingReply)[kRefused] === true
 }

@@ -3,7 +3,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { SseCloseReason, SseContext } from '../types/index.js'
 import { encodeEvent } from './encoder.js'
-import { FST_ERR_SSE_CLOSED, FST_ERR_SSE_SERVER_CLOSING } from './errors.js'
+import { FST_ERR_SSE_CLOSED } from './errors.js'
 import { readLastEventId } from './last-event-id.js'
 import type { ResolvedOptions, ResolvedPluginOptions } from './options.js'
 
@@ -81,7 +81,7 @@ const FLUSH_LIMIT = 1000
  * whatever still sits in the socket's buffer: the farewell, and always the `retry:` line.
  */
 function flushed (res: ServerResponse): Promise<void> {
-  if (res.writableFinished || res.destroyed) return Promise.resolve()
+  if (res.writableFinished || responseClosed(res)) return Promise.resolve()
   return new Promise((resolve) => {
     const timer = setTimeout(() => res.destroy(), FLUSH_LIMIT)
     res.once('close', () => {
@@ -116,11 +116,6 @@ function isAbortOf (error: unknown, reason: unknown): boolean {
   // fetch() and signal.throwIfAborted() reject with the reason itself; the Node APIs given a
   // signal (timers/promises, events.once and on, streams) reject with an AbortError.
   return error === reason || (error as { name?: unknown } | null | undefined)?.name === 'AbortError'
-}
-
-/** The 503 with Retry-After for a stream asked for while the server shuts down. */
-export function sendClosing (registry: Registry, reply: FastifyReply): void {
-  reply.code(503).header('retry-after', String(registry.options.retryAfter)).send(new FST_ERR_SSE_SERVER_CLOSING())
 }
 
 /** An abort reason is not a throw site: its stack would cost more than the rest of a close. */
@@ -389,15 +384,13 @@ export class SseStream {
     this.resolveDone?.()
   }
 
-  /** Answers 503 with Retry-After: a stream started while the server shuts down. */
-  refuse (): void {
+  /**
+   * A stream refused at shutdown, which never opens: `answered` settles once its 503 is out, and
+   * so does `done`, so that a handler returning it does not settle while Fastify still sends.
+   */
+  refused (answered: Promise<void>): void {
     this.abandon('shutdown')
-    sendClosing(this.registry, this.reply)
-    // Fastify may still be running async onError or onSend hooks for the 503: a handler that
-    // returns this promise must not settle before the reply is out, or Fastify sends again. A
-    // client already gone had its 'close' (and Fastify sends nothing again for it): settle now.
-    if (!this.reply.sent && !responseClosed(this.res)) this.donePromise = new Promise((resolve) => { this.res.once('close', () => resolve()) })
-    this.resolveDone?.()
+    this.donePromise = answered
   }
 
   /** The socket drained: Node emits 'drain' only after a write() that returned false. */
