@@ -1,5 +1,5 @@
-// README drift guard + defaults proven by behaviour, not only by DEFAULTS:
-// - the README Options table's "default" column equals lib/options.ts DEFAULTS, row for row;
+// Docs drift guard + defaults proven by behaviour, not only by DEFAULTS:
+// - the docs/options.md table's "default" column equals lib/options.ts DEFAULTS, row for row;
 // - heartbeat: with no option a 15000 ms timer is armed when a stream opens;
 // - shutdownGrace: with no option a source that ignores its signal is cut after about 1000 ms;
 // - queueLimit: with no option a sink holds exactly 1024 events behind a full socket, then overflows;
@@ -15,9 +15,8 @@ import { DEFAULTS } from '../lib/options.js'
 import { deferred, get, listen, within } from './helpers/http.js'
 import { build, holdUntilClosing, isEnd, inDefaultShutdownWindow, open, silentClient, splitShutdownRetry } from './helpers/stream.js'
 
-t.test('README Options table defaults match DEFAULTS', async (t) => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-  const section = readme.slice(readme.indexOf('## Options'), readme.indexOf('## Lifecycle'))
+t.test('docs/options.md table defaults match DEFAULTS', async (t) => {
+  const section = readFileSync(new URL('../docs/options.md', import.meta.url), 'utf8')
   const rows = [...section.matchAll(/^\|\s*`(\w+)`\s*\|\s*([^|]+?)\s*\|/gm)].map((m) => [m[1], m[2]] as const)
   const parse = (cell: string): unknown => {
     if (cell === 'none') return undefined
@@ -29,9 +28,9 @@ t.test('README Options table defaults match DEFAULTS', async (t) => {
     if (/^\[\d+, \d+\]$/.test(v)) return JSON.parse(v)
     return `unparsed: ${cell}`
   }
-  t.same(rows.map(([name]) => name).sort(), Object.keys(DEFAULTS).sort(), 'one README row per option, no more')
+  t.same(rows.map(([name]) => name).sort(), Object.keys(DEFAULTS).sort(), 'one docs/options.md row per option, no more')
   for (const [name, cell] of rows) {
-    t.same(parse(cell), (DEFAULTS as unknown as Record<string, unknown>)[name], `${name}: README says ${cell}`)
+    t.same(parse(cell), (DEFAULTS as unknown as Record<string, unknown>)[name], `${name}: docs/options.md says ${cell}`)
   }
 })
 

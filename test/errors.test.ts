@@ -1,5 +1,5 @@
 // Pins lib/errors.ts the way Fastify core pins its errors: the exact list, each code, class,
-// status and message, and that the README's Errors table lists every code.
+// status and message, and that the Errors table in docs/errors.md lists every code.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import * as errors from '../lib/errors.js'
@@ -120,9 +120,9 @@ t.test('describe() names a received value without dumping it', async (t) => {
   t.equal(errors.describe(undefined), 'undefined', 'undefined is named once')
 })
 
-t.test('every code is in the README Errors table, and no other', async (t) => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-  const rows = new Set([...readme.matchAll(/^\|\s*`(FST_ERR_[A-Z_]+)`\s*\|/gm)].map((m) => m[1]))
-  for (const [key] of exported) t.ok(rows.has(key), `README lists ${key}`)
-  for (const code of rows) t.ok(code in expected, `README's ${code} exists`)
+t.test('every code is in the docs/errors.md table, and no other', async (t) => {
+  const page = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8')
+  const rows = new Set([...page.matchAll(/^\|\s*`(FST_ERR_[A-Z_]+)`\s*\|/gm)].map((m) => m[1]))
+  for (const [key] of exported) t.ok(rows.has(key), `docs/errors.md lists ${key}`)
+  for (const code of rows) t.ok(code in expected, `docs/errors.md's ${code} exists`)
 })
