@@ -8,7 +8,7 @@ import {
   describe
 } from './errors.js'
 
-/** One server-sent event. Every field is optional; see the README for what each one sends. */
+/** One server-sent event. Every field is optional; see docs/framing.md for what each one sends. */
 export interface EventObject {
   id?: string | number
   event?: string

@@ -1,6 +1,6 @@
 // Conformance case 50, peers "Accept-header confusion": the Accept header is neither
 // required nor negotiated: no Accept (curl), `*/*`, `application/json` and `text/event-stream` all
-// get the same 200 stream. Also README's Errors table: reply.sseSink() on a sent reply throws
+// get the same 200 stream. Also the Errors table (docs/errors.md): reply.sseSink() on a sent reply throws
 // FST_ERR_SSE_ALREADY_SENT (only reply.sse() was tested).
 import t from 'tap'
 import Fastify from 'fastify'

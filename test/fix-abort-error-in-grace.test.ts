@@ -3,7 +3,7 @@
 // app.close() the signal aborts, sleep() rejects with an AbortError whose cause is the signal's
 // reason, and the pump hands that to stream.fail(): an `error`-level "the event source failed"
 // line for every open stream, and with `errorEvent: true` an `event: error` /
-// "Internal Server Error" frame as each client's last frame, where the README promises a
+// "Internal Server Error" frame as each client's last frame, where docs/lifecycle.md promises a
 // farewell and a clean end. (When the client leaves, the same rejection is ignored, because the
 // stream is already closed: only shutdown, which keeps the stream open for the grace period, is hit.)
 // Expected: a rejection caused by the stream's own abort is not a source error.

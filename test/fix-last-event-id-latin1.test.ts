@@ -3,7 +3,7 @@
 // send a header string whose characters are all <= U+00FF as one byte per character (latin1).
 // So an id such as `café`, which the server sent and eventsource@4 received correctly, comes
 // back on reconnect as `caf\uFFFD`: the reconnect succeeds and the source resumes from a wrong
-// id, silently. (The README only warns about ids with characters above U+00FF, for which the
+// id, silently. (The docs only warn about ids with characters above U+00FF, for which the
 // client fails loudly with "Cannot convert argument to a ByteString".) The bytes E9 alone are
 // not valid UTF-8, so no browser sent them: when the UTF-8 decoding fails, the latin1 value
 // is the one the client meant.

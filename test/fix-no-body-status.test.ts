@@ -1,7 +1,7 @@
 // Regression: open() guards HEAD ("Node drops every write and reports it accepted, so nothing would
 // ever push back on the source"), but Node does the same for every response that may not have a
 // body: status 204 and 304 (res._hasBody is false; write() returns true and discards the chunk).
-// The status is whatever reply.code() set (README: "The status is the one set with
+// The status is whatever reply.code() set (docs/http.md: "The status is the one set with
 // reply.code()"). A source is then pulled as fast as it can produce, with no backpressure: a
 // sync source that never ends (`while (true) yield …`, as the tests themselves use) blocks the
 // event loop for good, and an async one spins the CPU. The log line counts bytes never sent.

@@ -1,6 +1,6 @@
 // Regression: SseStream.shutdown() aborts the signal first and arms the grace timer after. Abort
 // listeners run synchronously, so a sink that says its farewell and calls end() from its abort
-// listener (the farewell the README documents) closes the stream inside abort(), before the
+// listener (the farewell docs/lifecycle.md documents) closes the stream inside abort(), before the
 // timer exists. close() then has no timer to clear, and shutdown() arms a ref'd one afterwards:
 // it outlives app.close() by shutdownGrace ms and keeps the process alive that long.
 import t from 'tap'

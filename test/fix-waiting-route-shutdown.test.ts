@@ -1,9 +1,9 @@
 // Regression: an `sse: true` route whose handler has returned and waits for a later reply.sse()
-// (the README's `bus.once('ready', () => reply.sse(source))`) holds its request open with no
+// (docs/api.md's `bus.once('ready', () => reply.sse(source))`) holds its request open with no
 // bound. app.close() does not reach it: the preClose hook only knows opened streams, and
 // Fastify's server.close() waits for the in-flight request. So while the event has not come,
 // app.close() hangs for as long as the client stays, the very failure the README lists for peers
-// ("fastify.close() hangs while a stream is open"). The README promises that a stream started
+// ("fastify.close() hangs while a stream is open"). docs/lifecycle.md promises that a stream started
 // while closing gets 503 with Retry-After; a waiting one gets nothing.
 // Expected: app.close() resolves promptly and the waiting client gets 503 (or the stream's end).
 import t from 'tap'

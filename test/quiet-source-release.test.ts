@@ -4,7 +4,7 @@
 // - a bare async iterator parked in next() (events.on(), a subscription) has its return() run at
 //   once, so the emitter's listener is removed though no event ever arrives again;
 // - pinned: a generator that ignores the signal is stopped only when its await settles (a JS rule,
-//   documented in README "Disconnects").
+//   documented in docs/lifecycle.md "Disconnects").
 import t from 'tap'
 import { EventEmitter, on } from 'node:events'
 import type { EventObject } from '../index.js'
@@ -33,7 +33,7 @@ t.test('a quiet generator over events.on(bus, name, { signal }) is released as s
   t.equal(bus.listenerCount('tick'), 0, 'no listener left')
 })
 
-t.test('pinned limitation (README "Disconnects"): a generator that ignores the signal is stopped only when its await settles', async (t) => {
+t.test('pinned limitation (docs/lifecycle.md "Disconnects"): a generator that ignores the signal is stopped only when its await settles', async (t) => {
   const { app, logs } = await build(t, { heartbeat: false })
   const bus = new EventEmitter()
   const finished = deferred()
