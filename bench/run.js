@@ -4,6 +4,8 @@
 //   npm run bench -- --quick      smoke run: one small run of each (about a minute)
 //
 // Options: --runs=N  --subjects=a,b  --scenarios=throughput,fanout,idle,connect,slow
+//          --only=a,b (subject and scenario names mixed: --only=idle,connect,fastify-sse-stream,fastify-floor)
+//          --fanout-clients=N,M  --idle-clients=N  --connect-ms=N  (override the counts of the chosen mode)
 //          --profile  (fastify-sse-stream servers run with --cpu-prof into bench/out/prof/)
 //          --dist=DIR (load this plugin from DIR/index.js: a build with a proposed patch)
 //          --label=TEXT (names the JSON and Markdown output)
@@ -22,12 +24,15 @@ const outDir = path.join(here, 'out')
 
 const SUBJECTS = {
   'node-http': 'node:http (baseline)',
+  'fastify-floor': 'Fastify floor (hijack + raw frames)',
   'fastify-sse-stream': 'fastify-sse-stream',
   'fastify-sse': '@fastify/sse 0.6.0',
   'fastify-sse-v2': 'fastify-sse-v2 4.2.2',
   'better-sse': 'better-sse 0.16.1'
 }
 const BASELINE = 'node-http'
+// What Fastify itself costs: the limit for any Fastify plugin (issues 10 and 13).
+const FLOOR = 'fastify-floor'
 const OURS = 'fastify-sse-stream'
 const PEERS = ['fastify-sse', 'fastify-sse-v2', 'better-sse']
 
@@ -60,16 +65,32 @@ const CONFIG = quick
       slow: { events: 500_000, stallMs: 3000 }
     }
 if (args.runs !== undefined) CONFIG.runs = Number(args.runs)
-const subjects = args.subjects === undefined ? Object.keys(SUBJECTS) : String(args.subjects).split(',')
-const scenarios = args.scenarios === undefined
-  ? ['throughput', 'fanout', 'idle', 'connect', 'slow']
-  : String(args.scenarios).split(',')
+if (args['fanout-clients'] !== undefined) CONFIG.fanout.clients = String(args['fanout-clients']).split(',').map(Number)
+if (args['idle-clients'] !== undefined) CONFIG.idle.clients = Number(args['idle-clients'])
+if (args['connect-ms'] !== undefined) CONFIG.connect.durationMs = Number(args['connect-ms'])
+const ALL_SCENARIOS = ['throughput', 'fanout', 'idle', 'connect', 'slow']
+// --only takes subject and scenario names in one list; --subjects and --scenarios still work.
+const only = args.only === undefined ? [] : String(args.only).split(',')
+for (const name of only) {
+  if (!(name in SUBJECTS) && !ALL_SCENARIOS.includes(name) && name !== 'patched') {
+    throw new Error(`--only: unknown name ${name}; subjects: ${Object.keys(SUBJECTS)}; scenarios: ${ALL_SCENARIOS}`)
+  }
+}
+const onlySubjects = only.filter((n) => !ALL_SCENARIOS.includes(n))
+const onlyScenarios = only.filter((n) => ALL_SCENARIOS.includes(n))
+const subjects = args.subjects !== undefined
+  ? String(args.subjects).split(',')
+  : onlySubjects.length > 0 ? onlySubjects : Object.keys(SUBJECTS)
+const scenarios = args.scenarios !== undefined
+  ? String(args.scenarios).split(',')
+  : onlyScenarios.length > 0 ? onlyScenarios : ALL_SCENARIOS
+for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; one of ${ALL_SCENARIOS}`)
 const profDir = path.join(outDir, 'prof')
 // --dist adds the subject 'patched': this plugin loaded from another build, measured beside ours.
 const dist = args.dist === undefined ? undefined : path.resolve(String(args.dist), 'index.js')
 if (dist !== undefined) {
   SUBJECTS.patched = 'fastify-sse-stream + patch'
-  if (args.subjects === undefined) subjects.splice(2, 0, 'patched')
+  if (args.subjects === undefined && onlySubjects.length === 0) subjects.splice(3, 0, 'patched')
 }
 for (const s of subjects) if (!(s in SUBJECTS)) throw new Error(`unknown subject ${s}; one of ${Object.keys(SUBJECTS)}`)
 
@@ -308,13 +329,20 @@ const fmt = {
   ratio: (x) => Number.isFinite(x) ? x.toFixed(2) + '×' : 'n/a'
 }
 
-/** columns: [title, key, formatter, withRatio] */
+/**
+ * columns: [title, key, formatter, withRatio]. A column with a ratio gets 'vs base' (raw node:http)
+ * and 'vs floor' (the Fastify floor), each when that subject is in the table.
+ */
 function table (rows, columns) {
   const base = rows[BASELINE]
+  const floor = rows[FLOOR]
   const head = ['Subject']
   for (const [title, , , withRatio] of columns) {
     head.push(title)
-    if (withRatio) head.push('vs base')
+    if (withRatio) {
+      if (base !== undefined) head.push('vs base')
+      if (floor !== undefined) head.push('vs floor')
+    }
   }
   const lines = ['| ' + head.join(' | ') + ' |', '|' + head.map((_, i) => i === 0 ? ' --- ' : ' ---: ').join('|') + '|']
   for (const subject of subjects) {
@@ -323,7 +351,10 @@ function table (rows, columns) {
     const cells = [subject === OURS ? `**${SUBJECTS[subject]}**` : SUBJECTS[subject]]
     for (const [, key, f, withRatio] of columns) {
       cells.push(f(row[key]))
-      if (withRatio) cells.push(base === undefined ? 'n/a' : fmt.ratio(row[key] / base[key]))
+      if (withRatio) {
+        if (base !== undefined) cells.push(fmt.ratio(row[key] / base[key]))
+        if (floor !== undefined) cells.push(fmt.ratio(row[key] / floor[key]))
+      }
     }
     lines.push('| ' + cells.join(' | ') + ' |')
   }
@@ -374,7 +405,7 @@ function medians (runs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Targets (issue 5), checked on the medians.
+// Targets (issues 5 and 13), checked on the medians.
 
 function targets (results) {
   const lines = []
@@ -417,6 +448,17 @@ function targets (results) {
     const r = cr[OURS].connPerSec / cr[BASELINE].connPerSec
     check('connect rate ≥ 0.93× baseline', r >= 0.93, fmt.ratio(r))
     check('connect rate ahead of every peer', everyPeer(cr, (p) => cr[OURS].connPerSec > p.connPerSec), 'per table')
+  }
+  // Against the Fastify floor (issue 13): what the plugin adds on top of Fastify itself.
+  if (id?.[OURS] && id[FLOOR]) {
+    const r = id[OURS].heapPerConn / id[FLOOR].heapPerConn
+    check('idle heap/connection ≤ 1.1× the Fastify floor', r <= 1.1, fmt.ratio(r))
+  }
+  if (cr?.[OURS] && cr[FLOOR]) {
+    const c = cr[OURS].cpuUsPerConn / cr[FLOOR].cpuUsPerConn
+    const r = cr[OURS].connPerSec / cr[FLOOR].connPerSec
+    check('server CPU per connect ≤ 1.05× the Fastify floor', c <= 1.05, fmt.ratio(c))
+    check('connect rate ≥ 0.97× the Fastify floor', r >= 0.97, fmt.ratio(r))
   }
   const sl = results.slow?.[0]?.medians
   if (sl?.[OURS]) {
@@ -504,7 +546,7 @@ async function main () {
     }
   }
   const t = targets(results)
-  if (t.length > 0) md.push('### Targets (issue 5)', '', ...t, '')
+  if (t.length > 0) md.push('### Targets (issues 5 and 13)', '', ...t, '')
   md.push(`Run time ${((Date.now() - started) / 1000).toFixed(0)} s.`)
   const text = md.join('\n')
   process.stdout.write(text + '\n')
