@@ -3,7 +3,12 @@ import { SseConnection } from './lib/sse-client.js'
 import { monoMs } from './lib/payload.js'
 
 const conns = new Set()
-let finish = null // set by a mode that waits for the parent's 'finish'
+let waiting = null // set by a mode that waits for the parent's next 'finish' or 'go'
+
+/** The parent's next 'finish' or 'go' message. */
+function command () {
+  return new Promise((resolve) => { waiting = resolve })
+}
 
 function send (msg) {
   process.send(msg)
@@ -53,8 +58,13 @@ async function stream ({ port, path, expect, timeoutMs }) {
   return { status, frames, bytes, ms: last - start, firstMs: first - start }
 }
 
-/** Opens `count` connections, at most `inFlight` connecting at a time; resolves when each got its hello. */
-async function openMany (port, path, count, inFlight, timeoutMs, onFrame) {
+/**
+ * Opens `count` connections, at most `inFlight` connecting at a time; resolves when each got its
+ * hello. With `readyOnHead` (subjects that send no hello, such as hub subscriptions), a 200 head is
+ * enough, and another status fails the connection at once; every frame then goes to onFrame.
+ * `options` go to each SseConnection (index, ids).
+ */
+async function openMany (port, path, count, inFlight, timeoutMs, onFrame, { readyOnHead = false, ...options } = {}) {
   let opened = 0
   let ready = 0
   let failed = 0
@@ -66,7 +76,21 @@ async function openMany (port, path, count, inFlight, timeoutMs, onFrame) {
     opened++
     let hello = false
     const c = open(port, path, {
-      onFrame: (t, now) => {
+      ...options,
+      onHead: readyOnHead
+        ? (status) => {
+            hello = true
+            if (status === 200) {
+              ready++
+            } else {
+              failed++
+              c.close()
+            }
+            check()
+            next()
+          }
+        : undefined,
+      onFrame: (t, now, i) => {
         if (!hello) {
           hello = true
           ready++
@@ -74,7 +98,7 @@ async function openMany (port, path, count, inFlight, timeoutMs, onFrame) {
           next()
           return
         }
-        onFrame?.(c, t, now)
+        onFrame?.(c, t, now, i)
       },
       onEnd: () => {
         if (!hello) {
@@ -93,36 +117,56 @@ async function openMany (port, path, count, inFlight, timeoutMs, onFrame) {
   return { ready, failed }
 }
 
-/** Fan-out: every connection counts the broadcast frames and the latency of each. */
-async function fan ({ port, count, expect, timeoutMs }) {
+/**
+ * Fan-out: every connection counts the broadcast frames and the latency of each (emit to receive).
+ * Each delivery's event index and receive time are kept too: with the schedule the parent sends
+ * in 'finish', they give the lag behind schedule, and the time each event reached its last client.
+ */
+async function fan ({ port, count, expect, timeoutMs, readyOnHead }) {
   const samples = new Float64Array(count * expect)
+  const index = new Int32Array(count * expect)
+  const received = new Float64Array(count * expect)
   let n = 0
   let complete = 0
   let resolveAll
   const all = new Promise((resolve) => { resolveAll = resolve })
   const got = new Map()
-  const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs, (c, t, now) => {
+  const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs, (c, t, now, i) => {
     if (Number.isNaN(t)) return
-    if (n < samples.length) samples[n++] = now - t
+    if (n < samples.length) {
+      samples[n] = now - t
+      index[n] = i
+      received[n++] = now
+    }
     const k = (got.get(c) ?? 0) + 1
     got.set(c, k)
     if (k === expect && ++complete === count) resolveAll()
-  })
+  }, { readyOnHead, index: true })
   send({ type: 'ready', ready, failed })
   // Wait for the parent's 'finish' (the broadcast is over), then a grace period for stragglers.
-  const graceMs = await new Promise((resolve) => { finish = resolve })
+  const { graceMs = 0, startMono, period } = await command()
   const limit = timeout(graceMs)
   await Promise.race([all, limit.promise])
   limit.cancel()
   closeAll()
-  return { ready, failed, delivered: n, samples: samples.subarray(0, n) }
+  // Frames without an event index (none expected here) are left out of both.
+  const lag = new Float64Array(n)
+  const lastArrival = new Float64Array(expect)
+  let m = 0
+  for (let k = 0; k < n; k++) {
+    const i = index[k]
+    if (i < 0 || i >= expect) continue
+    if (startMono !== undefined) lag[m++] = received[k] - (startMono + i * period)
+    if (received[k] > lastArrival[i]) lastArrival[i] = received[k]
+  }
+  return { ready, failed, delivered: n, samples: samples.subarray(0, n), lag: lag.subarray(0, m), lastArrival }
 }
 
 /** Idle streams: open, then hold until the parent says close. */
-async function idle ({ port, count, timeoutMs }) {
-  const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs)
+async function idle ({ port, count, timeoutMs, readyOnHead }) {
+  const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs, undefined, { readyOnHead })
   send({ type: 'ready', ready, failed })
-  await new Promise((resolve) => { finish = resolve })
+  await command()
   closeAll()
   return { ready, failed }
 }
@@ -169,12 +213,104 @@ async function slow ({ port, path }) {
   const c = open(port, path, { pause: true })
   await new Promise((resolve) => c.socket.once('connect', resolve))
   send({ type: 'ready' })
-  await new Promise((resolve) => { finish = resolve })
+  await command()
   closeAll()
   return {}
 }
 
-const modes = { stream, fan, idle, connect, slow }
+/**
+ * Resume storm. Every connection subscribes and takes the first `warm` events, remembering the
+ * last id and event index it saw; on 'finish' all are dropped at once. While they are away the
+ * server publishes more; on 'go' every one reconnects at the same moment with its Last-Event-ID,
+ * and each is caught up when it has the event `head`. Exactness is checked per connection: each
+ * event after its last seen one, once, in order.
+ */
+async function storm ({ port, count, warm, timeoutMs, catchUpMs, readyOnHead }) {
+  let warmed = 0
+  let resolveWarm
+  const allWarm = new Promise((resolve) => { resolveWarm = resolve })
+  const seen = new Map() // connection -> last event index
+  const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs, (c, t, now, i) => {
+    if (i < 0) return
+    seen.set(c, i)
+    if (i === warm - 1 && ++warmed === count) resolveWarm()
+  }, { readyOnHead, index: true, ids: true })
+  send({ type: 'ready', ready, failed })
+  const { graceMs = 0 } = await command()
+  const limit = timeout(graceMs)
+  await Promise.race([allWarm, limit.promise])
+  limit.cancel()
+  // Drop them all, keeping what each would resume from.
+  const away = []
+  for (const c of conns) away.push({ lastId: c.lastId, lastI: seen.get(c) ?? -1 })
+  closeAll()
+  send({ type: 'dropped', warmed, withId: away.filter((a) => a.lastId !== undefined).length })
+
+  const { head } = await command()
+  const t0 = monoMs()
+  const times = []
+  let settled = 0
+  let gaps = 0
+  let duplicates = 0
+  let exact = 0
+  let resets = 0
+  let ended = 0
+  let resolveAll
+  const all = new Promise((resolve) => { resolveAll = resolve })
+  const settle = () => { if (++settled === away.length) resolveAll() }
+  for (const a of away) {
+    let next = a.lastI + 1
+    let ok = true
+    let done = false
+    const c = open(port, '/sub', {
+      index: true,
+      ids: true,
+      lastEventId: a.lastId,
+      onFrame: (t, now, i) => {
+        if (c.lastEvent === 'sse-reset') {
+          resets++
+          ok = false
+          return
+        }
+        if (i < 0 || done) return
+        if (i === next) next++
+        else if (i < next) { duplicates++; ok = false } else { gaps++; ok = false; next = i + 1 }
+        if (i >= head) {
+          done = true
+          times.push(now - t0)
+          if (ok) exact++
+          settle()
+        }
+      },
+      onEnd: () => {
+        if (done) return
+        done = true
+        ended++
+        settle()
+      }
+    })
+  }
+  if (away.length === 0) resolveAll()
+  const limit2 = timeout(catchUpMs)
+  await Promise.race([all, limit2.promise])
+  limit2.cancel()
+  closeAll()
+  return {
+    ready,
+    failed,
+    warmed,
+    reconnected: away.length,
+    caughtUp: times.length,
+    exact,
+    gaps,
+    duplicates,
+    resets,
+    ended,
+    times: Float64Array.from(times)
+  }
+}
+
+const modes = { stream, fan, idle, connect, slow, storm }
 
 process.on('message', (msg) => {
   if (msg.cmd === 'run') {
@@ -182,8 +318,10 @@ process.on('message', (msg) => {
       (result) => send({ type: 'result', result }),
       (err) => send({ type: 'error', error: String(err?.stack ?? err) })
     )
-  } else if (msg.cmd === 'finish') {
-    finish?.(msg.graceMs ?? 0)
+  } else if (msg.cmd === 'finish' || msg.cmd === 'go') {
+    const w = waiting
+    waiting = null
+    w?.(msg)
   } else if (msg.cmd === 'exit') {
     closeAll()
     process.exit(0)

@@ -3,7 +3,10 @@
 //   npm run bench                 full run: 3 runs of every scenario, medians (about 15 minutes)
 //   npm run bench -- --quick      smoke run: one small run of each (about a minute)
 //
-// Options: --runs=N  --subjects=a,b  --scenarios=throughput,fanout,idle,connect,slow
+// Options: --runs=N  --subjects=a,b  --scenarios=throughput,fanout,idle,connect,slow,storm
+//          --only=a,b (subject and scenario names mixed: --only=idle,connect,fastify-sse-stream,fastify-floor)
+//          --fanout-clients=N,M  --idle-clients=N  --connect-ms=N  --storm-clients=N
+//                     (override the counts of the chosen mode)
 //          --profile  (fastify-sse-stream servers run with --cpu-prof into bench/out/prof/)
 //          --dist=DIR (load this plugin from DIR/index.js: a build with a proposed patch)
 //          --label=TEXT (names the JSON and Markdown output)
@@ -22,14 +25,30 @@ const outDir = path.join(here, 'out')
 
 const SUBJECTS = {
   'node-http': 'node:http (baseline)',
+  'fastify-floor': 'Fastify floor (hijack + raw frames)',
   'fastify-sse-stream': 'fastify-sse-stream',
+  'fastify-sse-stream-hub': 'fastify-sse-stream hub',
   'fastify-sse': '@fastify/sse 0.6.0',
+  'fastify-sse-replay': '@fastify/sse 0.6.0 + replay',
   'fastify-sse-v2': 'fastify-sse-v2 4.2.2',
   'better-sse': 'better-sse 0.16.1'
 }
 const BASELINE = 'node-http'
+// What Fastify itself costs: the limit for any Fastify plugin (issues 10 and 13).
+const FLOOR = 'fastify-floor'
 const OURS = 'fastify-sse-stream'
+// The hub (issue 10): publish() and sseSubscribe(), measured where there is a broadcast.
+const HUB = 'fastify-sse-stream-hub'
 const PEERS = ['fastify-sse', 'fastify-sse-v2', 'better-sse']
+// The phases each subject takes part in, where not all but the resume storm. The storm needs
+// resume by Last-Event-ID: the hub, and @fastify/sse's README replay idiom (better-sse and
+// fastify-sse-v2 keep no history, and the others are measured without ids).
+const PHASES = {
+  [HUB]: ['fanout', 'idle', 'storm'],
+  'fastify-sse-replay': ['storm']
+}
+// Subjects that send no hello frame: a connection is ready once a 200 head is in.
+const READY_ON_HEAD = new Set([HUB])
 
 function parseArgs (argv) {
   const args = {}
@@ -49,7 +68,8 @@ const CONFIG = quick
       fanout: { clients: [200], events: 50, rate: 50 },
       idle: { clients: 500 },
       connect: { concurrency: 50, durationMs: 1500 },
-      slow: { events: 500_000, stallMs: 1000 }
+      slow: { events: 500_000, stallMs: 1000 },
+      storm: { clients: 200, warm: 5, behind: 100, catchUpMs: 10_000 }
     }
   : {
       runs: 3,
@@ -57,19 +77,39 @@ const CONFIG = quick
       fanout: { clients: [1000, 5000], events: 200, rate: 50 },
       idle: { clients: 5000 },
       connect: { concurrency: 50, durationMs: 5000 },
-      slow: { events: 500_000, stallMs: 3000 }
+      slow: { events: 500_000, stallMs: 3000 },
+      // Issue 10: 1,000 clients reconnect at once, each 100 events behind.
+      storm: { clients: 1000, warm: 10, behind: 100, catchUpMs: 10_000 }
     }
 if (args.runs !== undefined) CONFIG.runs = Number(args.runs)
-const subjects = args.subjects === undefined ? Object.keys(SUBJECTS) : String(args.subjects).split(',')
-const scenarios = args.scenarios === undefined
-  ? ['throughput', 'fanout', 'idle', 'connect', 'slow']
-  : String(args.scenarios).split(',')
+if (args['fanout-clients'] !== undefined) CONFIG.fanout.clients = String(args['fanout-clients']).split(',').map(Number)
+if (args['idle-clients'] !== undefined) CONFIG.idle.clients = Number(args['idle-clients'])
+if (args['connect-ms'] !== undefined) CONFIG.connect.durationMs = Number(args['connect-ms'])
+if (args['storm-clients'] !== undefined) CONFIG.storm.clients = Number(args['storm-clients'])
+const ALL_SCENARIOS = ['throughput', 'fanout', 'idle', 'connect', 'slow', 'storm']
+const takesPart = (subject, scenario) => (PHASES[subject] ?? ['throughput', 'fanout', 'idle', 'connect', 'slow']).includes(scenario)
+// --only takes subject and scenario names in one list; --subjects and --scenarios still work.
+const only = args.only === undefined ? [] : String(args.only).split(',')
+for (const name of only) {
+  if (!(name in SUBJECTS) && !ALL_SCENARIOS.includes(name) && name !== 'patched') {
+    throw new Error(`--only: unknown name ${name}; subjects: ${Object.keys(SUBJECTS)}; scenarios: ${ALL_SCENARIOS}`)
+  }
+}
+const onlySubjects = only.filter((n) => !ALL_SCENARIOS.includes(n))
+const onlyScenarios = only.filter((n) => ALL_SCENARIOS.includes(n))
+const subjects = args.subjects !== undefined
+  ? String(args.subjects).split(',')
+  : onlySubjects.length > 0 ? onlySubjects : Object.keys(SUBJECTS)
+const scenarios = args.scenarios !== undefined
+  ? String(args.scenarios).split(',')
+  : onlyScenarios.length > 0 ? onlyScenarios : ALL_SCENARIOS
+for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; one of ${ALL_SCENARIOS}`)
 const profDir = path.join(outDir, 'prof')
 // --dist adds the subject 'patched': this plugin loaded from another build, measured beside ours.
 const dist = args.dist === undefined ? undefined : path.resolve(String(args.dist), 'index.js')
 if (dist !== undefined) {
   SUBJECTS.patched = 'fastify-sse-stream + patch'
-  if (args.subjects === undefined) subjects.splice(2, 0, 'patched')
+  if (args.subjects === undefined && onlySubjects.length === 0) subjects.splice(3, 0, 'patched')
 }
 for (const s of subjects) if (!(s in SUBJECTS)) throw new Error(`unknown subject ${s}; one of ${Object.keys(SUBJECTS)}`)
 
@@ -161,8 +201,10 @@ async function startClient () {
   return {
     child,
     run: (msg) => child.send({ cmd: 'run', ...msg }),
-    finish: (graceMs) => child.send({ cmd: 'finish', graceMs }),
+    finish: (graceMs, more) => child.send({ cmd: 'finish', graceMs, ...more }),
+    go: (more) => child.send({ cmd: 'go', ...more }),
     ready: (ms) => waitMessage(child, (m) => m?.type === 'ready', ms, 'clients ready'),
+    step: (type, ms) => waitMessage(child, (m) => m?.type === type, ms, `clients ${type}`),
     result: (ms) => waitMessage(child, (m) => m?.type === 'result', ms, 'client result').then((m) => m.result)
   }
 }
@@ -212,17 +254,25 @@ async function fanout (subject, count) {
   const nClients = count >= 1000 ? 2 : 1
   return withProcesses(subject, nClients, async (server, clients) => {
     const shares = split(count, nClients)
-    clients.forEach((c, i) => c.run({ mode: 'fan', port: server.port, count: shares[i], expect: events, timeoutMs: 60_000 }))
+    const readyOnHead = READY_ON_HEAD.has(subject)
+    clients.forEach((c, i) => c.run({ mode: 'fan', port: server.port, count: shares[i], expect: events, timeoutMs: 60_000, readyOnHead }))
     const ready = await Promise.all(clients.map((c) => c.ready(70_000)))
     const connected = ready.reduce((s, r) => s + r.ready, 0)
     await delay(200)
     await server.call({ cmd: 'cpu-start' })
-    const { durationMs } = await server.call({ cmd: 'broadcast', count: events, rate }, 120_000)
-    clients.forEach((c) => c.finish(5000))
+    const { durationMs, startMono, period, emitRate } = await server.call({ cmd: 'broadcast', count: events, rate }, 120_000)
+    clients.forEach((c) => c.finish(5000, { startMono, period }))
     const results = await Promise.all(clients.map((c) => c.result(20_000)))
     const cpu = await server.call({ cmd: 'cpu-stop' })
     const delivered = results.reduce((s, r) => s + r.delivered, 0)
     const sorted = concatSorted(results.map((r) => r.samples))
+    // Lag behind schedule: receive time minus the time the event was due (not emitted), so a
+    // broadcaster that falls behind shows it. Achieved: the rate at which events reached their
+    // last client, from the first event's arrival to the last's.
+    const lag = concatSorted(results.map((r) => r.lag))
+    const arrival = new Float64Array(events)
+    for (const r of results) for (let i = 0; i < events; i++) arrival[i] = Math.max(arrival[i], r.lastArrival[i])
+    const span = arrival[events - 1] - arrival[0]
     return {
       connected: connected / count,
       delivered: delivered / (count * events),
@@ -231,7 +281,11 @@ async function fanout (subject, count) {
       max: sorted.length === 0 ? NaN : sorted[sorted.length - 1],
       cpuUsPerDelivery: delivered === 0 ? NaN : cpu.cpuUs / delivered,
       userUsPerDelivery: delivered === 0 ? NaN : cpu.userUs / delivered,
-      broadcastMs: durationMs
+      broadcastMs: durationMs,
+      emitRate,
+      achievedRate: arrival[0] > 0 && arrival[events - 1] > 0 && span > 0 ? (events - 1) / (span / 1000) : NaN,
+      lagP50: percentile(lag, 50),
+      lagP99: percentile(lag, 99)
     }
   })
 }
@@ -242,7 +296,7 @@ async function idle (subject) {
   return withProcesses(subject, nClients, async (server, clients) => {
     const before = await server.call({ cmd: 'memory' })
     const shares = split(count, nClients)
-    clients.forEach((c, i) => c.run({ mode: 'idle', port: server.port, count: shares[i], timeoutMs: 60_000 }))
+    clients.forEach((c, i) => c.run({ mode: 'idle', port: server.port, count: shares[i], timeoutMs: 60_000, readyOnHead: READY_ON_HEAD.has(subject) }))
     const ready = await Promise.all(clients.map((c) => c.ready(70_000)))
     const connected = ready.reduce((s, r) => s + r.ready, 0)
     await delay(500)
@@ -296,6 +350,53 @@ async function slow (subject) {
   })
 }
 
+// Resume storm (issue 10): `clients` subscribe and take `warm` events; all drop at once; `behind`
+// events are published while they are away; then all reconnect at the same moment with their
+// Last-Event-ID. Caught up: a client has the newest event. Exact: it got every missed event once,
+// in order, and no sse-reset.
+async function storm (subject) {
+  const { clients: count, warm, behind, catchUpMs } = CONFIG.storm
+  const nClients = count >= 1000 ? 2 : 1
+  return withProcesses(subject, nClients, async (server, clients) => {
+    const shares = split(count, nClients)
+    const readyOnHead = READY_ON_HEAD.has(subject)
+    clients.forEach((c, i) => c.run({ mode: 'storm', port: server.port, count: shares[i], warm, timeoutMs: 60_000, catchUpMs, readyOnHead }))
+    const ready = (await Promise.all(clients.map((c) => c.ready(70_000)))).reduce((s, r) => s + r.ready, 0)
+    await delay(200)
+    await server.call({ cmd: 'broadcast', count: warm, rate: 100, first: 0 })
+    clients.forEach((c) => c.finish(5000))
+    const dropped = await Promise.all(clients.map((c) => c.step('dropped', 10_000)))
+    const warmed = dropped.reduce((s, d) => s + d.warmed, 0)
+    const withId = dropped.reduce((s, d) => s + d.withId, 0)
+    // Let the server see every close before the missed events are published.
+    await delay(500)
+    await server.call({ cmd: 'broadcast', count: behind, rate: 1000, first: warm })
+    await server.call({ cmd: 'cpu-start' })
+    clients.forEach((c) => c.go({ head: warm + behind - 1 }))
+    const results = await Promise.all(clients.map((c) => c.result(catchUpMs + 10_000)))
+    const cpu = await server.call({ cmd: 'cpu-stop' })
+    const sum = (key) => results.reduce((s, r) => s + r[key], 0)
+    const sorted = concatSorted(results.map((r) => r.times))
+    const caughtUp = sum('caughtUp')
+    return {
+      connected: ready / count,
+      warmed: warmed / count,
+      withId: withId / count,
+      caughtUp: caughtUp / count,
+      exact: sum('exact') / count,
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      // The time until every client was caught up, only when every one was.
+      allMs: caughtUp === count ? sorted[sorted.length - 1] : NaN,
+      resets: sum('resets'),
+      gaps: sum('gaps'),
+      duplicates: sum('duplicates'),
+      cpuMs: cpu.cpuUs / 1000,
+      cpuUsPerReplayed: cpu.cpuUs / (count * behind)
+    }
+  })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tables.
 
@@ -308,13 +409,20 @@ const fmt = {
   ratio: (x) => Number.isFinite(x) ? x.toFixed(2) + '×' : 'n/a'
 }
 
-/** columns: [title, key, formatter, withRatio] */
+/**
+ * columns: [title, key, formatter, withRatio]. A column with a ratio gets 'vs base' (raw node:http)
+ * and 'vs floor' (the Fastify floor), each when that subject is in the table.
+ */
 function table (rows, columns) {
   const base = rows[BASELINE]
+  const floor = rows[FLOOR]
   const head = ['Subject']
   for (const [title, , , withRatio] of columns) {
     head.push(title)
-    if (withRatio) head.push('vs base')
+    if (withRatio) {
+      if (base !== undefined) head.push('vs base')
+      if (floor !== undefined) head.push('vs floor')
+    }
   }
   const lines = ['| ' + head.join(' | ') + ' |', '|' + head.map((_, i) => i === 0 ? ' --- ' : ' ---: ').join('|') + '|']
   for (const subject of subjects) {
@@ -323,7 +431,10 @@ function table (rows, columns) {
     const cells = [subject === OURS ? `**${SUBJECTS[subject]}**` : SUBJECTS[subject]]
     for (const [, key, f, withRatio] of columns) {
       cells.push(f(row[key]))
-      if (withRatio) cells.push(base === undefined ? 'n/a' : fmt.ratio(row[key] / base[key]))
+      if (withRatio) {
+        if (base !== undefined) cells.push(fmt.ratio(row[key] / base[key]))
+        if (floor !== undefined) cells.push(fmt.ratio(row[key] / floor[key]))
+      }
     }
     lines.push('| ' + cells.join(' | ') + ' |')
   }
@@ -345,7 +456,10 @@ const TABLES = {
     ['delivered', 'delivered', fmt.pct, false],
     ['CPU µs / delivery', 'cpuUsPerDelivery', fmt.f2, true],
     ['of which user µs', 'userUsPerDelivery', fmt.f2, true],
-    ['broadcast s', 'broadcastMs', (x) => fmt.f2(x / 1000), false]
+    ['broadcast s', 'broadcastMs', (x) => fmt.f2(x / 1000), false],
+    ['emitted/s', 'emitRate', fmt.f1, false],
+    ['achieved/s', 'achievedRate', fmt.f1, false],
+    ['p99 behind schedule ms', 'lagP99', fmt.f1, true]
   ]],
   idle: () => [`### Idle memory: ${fmt.int(CONFIG.idle.clients)} idle streams, per connection after GC`, [
     ['heap B/conn', 'heapPerConn', fmt.int, true],
@@ -364,6 +478,16 @@ const TABLES = {
     ['events pulled', 'pulled', fmt.int, true],
     ['heap growth MiB', 'heapGrowthMiB', fmt.f2, false],
     ['RSS growth MiB', 'rssGrowthMiB', fmt.f1, false]
+  ]],
+  storm: () => [`### Resume storm: ${fmt.int(CONFIG.storm.clients)} clients reconnect at once with Last-Event-ID, each ${CONFIG.storm.behind} events behind`, [
+    ['caught up', 'caughtUp', fmt.pct, false],
+    ['exact', 'exact', fmt.pct, false],
+    ['p50 ms', 'p50', fmt.f1, false],
+    ['p99 ms', 'p99', fmt.f1, false],
+    ['all caught up ms', 'allMs', fmt.f1, false],
+    ['resets', 'resets', fmt.int, false],
+    ['server CPU ms', 'cpuMs', fmt.f1, false],
+    ['CPU µs / replayed event', 'cpuUsPerReplayed', fmt.f2, false]
   ]]
 }
 
@@ -374,7 +498,7 @@ function medians (runs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Targets (issue 5), checked on the medians.
+// Targets (issues 5, 10 and 13), checked on the medians.
 
 function targets (results) {
   const lines = []
@@ -418,6 +542,54 @@ function targets (results) {
     check('connect rate ≥ 0.93× baseline', r >= 0.93, fmt.ratio(r))
     check('connect rate ahead of every peer', everyPeer(cr, (p) => cr[OURS].connPerSec > p.connPerSec), 'per table')
   }
+  // Against the Fastify floor (issue 13): what the plugin adds on top of Fastify itself.
+  if (id?.[OURS] && id[FLOOR]) {
+    const r = id[OURS].heapPerConn / id[FLOOR].heapPerConn
+    check('idle heap/connection ≤ 1.1× the Fastify floor', r <= 1.1, fmt.ratio(r))
+  }
+  if (cr?.[OURS] && cr[FLOOR]) {
+    const c = cr[OURS].cpuUsPerConn / cr[FLOOR].cpuUsPerConn
+    const r = cr[OURS].connPerSec / cr[FLOOR].connPerSec
+    check('server CPU per connect ≤ 1.05× the Fastify floor', c <= 1.05, fmt.ratio(c))
+    check('connect rate ≥ 0.97× the Fastify floor', r >= 0.97, fmt.ratio(r))
+  }
+  // The hub (issue 10). Saturated fan-out (5,000 clients): on schedule and cheap; below that,
+  // no dearer and no later than raw node:http.
+  for (const entry of results.fanout ?? []) {
+    const m = entry.medians
+    if (!m[HUB]) continue
+    const h = m[HUB]
+    const n = entry.count
+    const minDelivered = Math.min(...entry.runs[HUB].map((r) => r.delivered))
+    check(`hub fan-out ${n}: 100% delivered in every run`, minDelivered === 1, fmt.pct(minDelivered))
+    if (n >= 5000) {
+      const rate = CONFIG.fanout.rate
+      check(`hub fan-out ${n}: on schedule (${rate}/s emitted and achieved, within 2 %)`,
+        h.emitRate >= 0.98 * rate && h.achievedRate >= 0.98 * rate, `${fmt.f1(h.emitRate)} emitted, ${fmt.f1(h.achievedRate)} achieved /s`)
+      check(`hub fan-out ${n}: p99 ≤ 250 ms behind schedule`, h.lagP99 <= 250, `${fmt.f1(h.lagP99)} ms`)
+      if (m[BASELINE]) {
+        const c = h.cpuUsPerDelivery / m[BASELINE].cpuUsPerDelivery
+        check(`hub fan-out ${n}: CPU/delivery ≤ 0.5× baseline`, c <= 0.5, fmt.ratio(c))
+      }
+    } else if (m[BASELINE]) {
+      const c = h.cpuUsPerDelivery / m[BASELINE].cpuUsPerDelivery
+      const l = h.p99 / m[BASELINE].p99
+      check(`hub fan-out ${n}: CPU/delivery ≤ 1.0× baseline`, c <= 1.0, fmt.ratio(c))
+      check(`hub fan-out ${n}: p99 latency ≤ 1.1× baseline`, l <= 1.1, fmt.ratio(l))
+    }
+  }
+  if (id?.[HUB] && id[FLOOR]) {
+    const r = id[HUB].heapPerConn / id[FLOOR].heapPerConn
+    check('hub: idle subscriber heap ≤ 1.2× the Fastify floor', r <= 1.2, fmt.ratio(r))
+  }
+  const st = results.storm?.[0]
+  if (st?.medians[HUB]) {
+    const minCaught = Math.min(...st.runs[HUB].map((r) => r.caughtUp))
+    const minExact = Math.min(...st.runs[HUB].map((r) => r.exact))
+    check(`hub resume storm: every client caught up, each missed event once and in order, in every run`,
+      minCaught === 1 && minExact === 1, `${fmt.pct(minCaught)} caught up, ${fmt.pct(minExact)} exact`)
+    check('hub resume storm: all caught up within 1 s', st.medians[HUB].allMs <= 1000, `${fmt.f1(st.medians[HUB].allMs)} ms`)
+  }
   const sl = results.slow?.[0]?.medians
   if (sl?.[OURS]) {
     check('slow client: heap growth < 4 MiB', sl[OURS].heapGrowthMiB < 4, `${fmt.f2(sl[OURS].heapGrowthMiB)} MiB`)
@@ -456,7 +628,7 @@ async function main () {
   const log = (s) => process.stderr.write(s + '\n')
   log(`bench: ${quick ? 'quick' : 'full'} run, ${CONFIG.runs} run(s); ${info.cpu}, ${info.cores} cores, Node ${info.node}`)
   const fanCounts = CONFIG.fanout.clients
-  const need = Math.max(CONFIG.idle.clients, ...fanCounts) + 100
+  const need = Math.max(CONFIG.idle.clients, CONFIG.storm.clients, ...fanCounts) + 100
   const { execSync } = await import('node:child_process')
   const limit = Number(execSync('ulimit -n', { shell: '/bin/bash' }).toString().trim())
   if (Number.isFinite(limit) && limit < need) {
@@ -467,14 +639,16 @@ async function main () {
   const plan = []
   for (const s of scenarios) {
     if (s === 'fanout') for (const count of fanCounts) plan.push(['fanout', count, (subject) => fanout(subject, count)])
-    else plan.push([s, undefined, { throughput, idle, connect, slow }[s]])
+    else plan.push([s, undefined, { throughput, idle, connect, slow, storm }[s]])
   }
   const results = {}
   for (const [key, count, fn] of plan) {
-    const runs = Object.fromEntries(subjects.map((s) => [s, []]))
+    const taking = subjects.filter((s) => takesPart(s, key))
+    if (taking.length === 0) continue
+    const runs = Object.fromEntries(taking.map((s) => [s, []]))
     for (let r = 0; r < CONFIG.runs; r++) {
       // Rotate the order each run, so that no subject always goes first on a warm or busy machine.
-      const order = subjects.map((_, i) => subjects[(i + r) % subjects.length])
+      const order = taking.map((_, i) => taking[(i + r) % taking.length])
       for (const subject of order) {
         const t0 = Date.now()
         try {
@@ -487,7 +661,7 @@ async function main () {
       }
     }
     const med = {}
-    for (const s of subjects) if (runs[s].length > 0) med[s] = medians(runs[s])
+    for (const s of taking) if (runs[s].length > 0) med[s] = medians(runs[s])
     ;(results[key] ??= []).push({ count, runs, medians: med })
   }
 
@@ -504,7 +678,7 @@ async function main () {
     }
   }
   const t = targets(results)
-  if (t.length > 0) md.push('### Targets (issue 5)', '', ...t, '')
+  if (t.length > 0) md.push('### Targets (issues 5, 10 and 13)', '', ...t, '')
   md.push(`Run time ${((Date.now() - started) / 1000).toFixed(0)} s.`)
   const text = md.join('\n')
   process.stdout.write(text + '\n')

@@ -33,7 +33,7 @@ async function handle (msg) {
     case 'pulled':
       return { pulled: counters.pulled }
     case 'broadcast':
-      return hub.run(msg.count, msg.rate)
+      return hub.run(msg.count, msg.rate, msg.first)
     case 'exit':
       await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1000))])
       setImmediate(() => process.exit(0))

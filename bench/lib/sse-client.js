@@ -1,11 +1,16 @@
 // A minimal SSE client on a raw node:net socket: one GET, the response head, chunked decoding,
 // and a frame scanner that counts frames carrying `data:` and reads their `"t":` timestamp.
+// Opt-in, for the hub phases (the other phases do not pay for them): the `"i":` event index,
+// and the `id:` and `event:` fields, with a Last-Event-ID sent on connect.
 import net from 'node:net'
 
 const HEAD_END = Buffer.from('\r\n\r\n')
 const FRAME_END = Buffer.from('\n\n')
 const DATA = Buffer.from('data:')
 const T_KEY = Buffer.from('"t":')
+const I_KEY = Buffer.from('"i":')
+const ID_FIELD = Buffer.from('id:')
+const EVENT_FIELD = Buffer.from('event:')
 const CR = 13
 const LF = 10
 const SEMI = 59
@@ -24,13 +29,32 @@ function hexValue (c) {
   return -1
 }
 
+/** The value of a field at a line start within [from, to), one leading space removed; or null. */
+function field (buf, name, from, to) {
+  let at = from
+  for (;;) {
+    at = buf.indexOf(name, at)
+    if (at === -1 || at >= to) return null
+    if (at === from || buf[at - 1] === LF) break
+    at += name.length
+  }
+  let start = at + name.length
+  if (buf[start] === 32) start++
+  let stop = buf.indexOf(LF, start)
+  if (stop === -1 || stop > to) stop = to
+  return buf.toString('utf8', start, stop)
+}
+
 /**
  * One SSE connection. Callbacks:
- *  onHead(status), onFrame(t, now) for each frame with a data line (t is NaN without "t":),
- *  onEnd(error?) once the connection is gone.
+ *  onHead(status), onFrame(t, now, i) for each frame with a data line (t is NaN without "t":;
+ *  i is the event index with `index: true`, -1 without "i":), onEnd(error?) once the connection is gone.
+ * With `ids: true`, `lastId` is the last `id:` field seen (any frame, as EventSource does) and
+ * `lastEvent` the event type of the last frame with data ('' when it has none).
+ * `lastEventId` is sent as the Last-Event-ID request header.
  */
 export class SseConnection {
-  constructor (port, path, { onHead, onFrame, onEnd, now, pause = false }) {
+  constructor (port, path, { onHead, onFrame, onEnd, now, pause = false, index = false, ids = false, lastEventId }) {
     this.onHead = onHead
     this.onFrame = onFrame
     this.onEnd = onEnd
@@ -45,9 +69,14 @@ export class SseConnection {
     this.bytes = 0 // decoded body bytes
     this.status = 0
     this.ended = false
+    this.index = index
+    this.ids = ids
+    this.lastId = undefined
+    this.lastEvent = ''
     this.socket = net.connect(port, '127.0.0.1')
     this.socket.setNoDelay(true)
-    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+    const resume = lastEventId === undefined ? '' : `Last-Event-ID: ${lastEventId}\r\n`
+    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${resume}\r\n`)
     if (pause) {
       // A client that reads nothing: the kernel buffers fill and the server must stop.
       this.socket.pause()
@@ -148,6 +177,10 @@ export class SseConnection {
     for (;;) {
       const end = buf.indexOf(FRAME_END, pos)
       if (end === -1) break
+      if (this.ids) {
+        const id = field(buf, ID_FIELD, pos, end)
+        if (id !== null) this.lastId = id
+      }
       if (dataAt !== -1 && dataAt < pos) dataAt = buf.indexOf(DATA, pos)
       if (dataAt !== -1 && dataAt < end) {
         if (tAt !== -1 && tAt < pos) tAt = buf.indexOf(T_KEY, pos)
@@ -157,8 +190,18 @@ export class SseConnection {
           while (j < end && buf[j] !== 44 && buf[j] !== 125) j++ // up to ',' or '}'
           t = Number(buf.latin1Slice(tAt + 4, j))
         }
+        let i = -1
+        if (this.index) {
+          const iAt = buf.indexOf(I_KEY, dataAt)
+          if (iAt !== -1 && iAt < end) {
+            let j = iAt + 4
+            i = 0
+            while (j < end && buf[j] >= 48 && buf[j] <= 57) i = i * 10 + buf[j++] - 48
+          }
+        }
+        if (this.ids) this.lastEvent = field(buf, EVENT_FIELD, pos, end) ?? ''
         this.frames++
-        this.onFrame?.(t, now)
+        this.onFrame?.(t, now, i)
       }
       pos = end + 2
     }
