@@ -39,32 +39,39 @@ function hasLineBreak (s: string): boolean {
   return s.indexOf('\n') !== -1 || s.indexOf('\r') !== -1
 }
 
-function encodeData (text: string): string {
+/**
+ * Prefixes every line of `text` with `prefix` (`data: ` or `: `), ending each with LF: every CR,
+ * LF or CRLF starts a new line, and a raw CR never reaches the wire. The one place lines are split.
+ */
+function lines (prefix: string, text: string): string {
   // Fast path: one line, one string built.
-  if (!hasLineBreak(text)) return 'data: ' + text + '\n'
-  // Every CR, LF or CRLF starts a new data line; a raw CR must never reach the wire.
-  return 'data: ' + text.replace(LINE_BREAK, '\ndata: ') + '\n'
-}
-
-function encodeComment (text: unknown): string {
-  if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_COMMENT(describe(text))
-  if (!hasLineBreak(text)) return ': ' + text + '\n'
-  return ': ' + text.replace(LINE_BREAK, '\n: ') + '\n'
+  if (!hasLineBreak(text)) return prefix + text + '\n'
+  return prefix + text.replace(LINE_BREAK, '\n' + prefix) + '\n'
 }
 
 // The data line or lines of a non-string `data`, without the frame's closing blank line.
 function serializedData (data: unknown, serialize: Serializer): string {
   const text: unknown = serialize(data)
   if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_DATA(describe(text))
-  return serialize === stringify && stringifyIsFlat ? 'data: ' + text + '\n' : encodeData(text)
+  return serialize === stringify && stringifyIsFlat ? 'data: ' + text + '\n' : lines('data: ', text)
+}
+
+/** Encodes a comment-only frame, as used for heartbeats: it never dispatches an event. */
+export function encodeComment (text: unknown): string {
+  if (typeof text !== 'string') throw new FST_ERR_SSE_INVALID_COMMENT(describe(text))
+  return lines(': ', text)
+}
+
+/** Whether a non-empty string could be sent as an `id` and come back as a `Last-Event-ID`. */
+export function isSafeId (id: string): boolean {
+  return !ID_UNSAFE.test(id) && id.isWellFormed()
 }
 
 function checkId (id: unknown): string {
   if (typeof id === 'number') {
     if (Number.isFinite(id)) return String(id)
   } else if (typeof id === 'string') {
-    if (id === '') return id
-    if (!ID_UNSAFE.test(id) && id.isWellFormed()) return id
+    if (id === '' || isSafeId(id)) return id
   }
   throw new FST_ERR_SSE_INVALID_ID(describe(id))
 }
@@ -101,10 +108,11 @@ export function encodeEvent (ev: EventObject | PreparedEvent, serialize: Seriali
   const data = e.data
   if (data !== undefined && e.event === undefined && e.id === undefined && e.retry === undefined && e.comment === undefined) {
     if (typeof data !== 'string') return serializedData(data, serialize) + '\n'
-    if (!hasLineBreak(data)) return 'data: ' + data + '\n\n'
-    return 'data: ' + data.replace(LINE_BREAK, '\ndata: ') + '\n\n'
+    // The hottest line of the plugin: one string built for the common one-line event.
+    return hasLineBreak(data) ? lines('data: ', data) + '\n' : 'data: ' + data + '\n\n'
   }
-  if (ev instanceof PreparedEvent) return ev.frame
+  const prepared = PreparedEvent.frameOf(ev)
+  if (prepared !== undefined) return prepared
   // An array is most likely a batch yielded by mistake: it would encode to nothing.
   if (Array.isArray(ev)) throw new FST_ERR_SSE_INVALID_EVENT(describe(ev))
   const { event, id, retry, comment } = e
@@ -124,27 +132,44 @@ export function encodeEvent (ev: EventObject | PreparedEvent, serialize: Seriali
     fields = true
   }
   if (data !== undefined) {
-    frame += typeof data === 'string' ? encodeData(data) : serializedData(data, serialize)
+    frame += typeof data === 'string' ? lines('data: ', data) : serializedData(data, serialize)
     fields = true
   } else if (event !== undefined && event !== '') {
     // A client dispatches nothing for an empty data buffer: a named event needs a data line.
     frame += 'data: \n'
+  } else if (!fields && comment === undefined && typeof (ev as { frame?: unknown }).frame === 'string') {
+    // A PreparedEvent of another copy of the package, or a copy of one (structuredClone(),
+    // postMessage()): its frame cannot be trusted, and it must not vanish in silence.
+    throw new FST_ERR_SSE_INVALID_EVENT('a PreparedEvent made by another copy of fastify-sse-stream, or a clone of one; make it with this copy\'s prepareEvent()')
   }
   return fields ? frame + '\n' : frame
 }
 
 const kPrepare = Symbol('fastify-sse-stream.prepare')
+declare const kEventType: unique symbol
+// The PreparedEvents this copy of the package made: no copy, clone or forgery is in it.
+const genuine = new WeakSet<object>()
 
 /**
  * An event encoded once, to be sent to many streams: `sink.send(prepared)` or `yield prepared`
- * writes its frame as it is. Made only by `prepareEvent()`, so its frame is always valid.
+ * writes its frame as it is. Made only by `prepareEvent()`, so its frame is always valid: only
+ * the instances this copy of the package made are written, and they are frozen.
  */
-export class PreparedEvent {
+export class PreparedEvent<E extends EventObject = EventObject> {
   readonly frame: string
+  /** The event type it was made from, for the types only: a route's event map applies to it. */
+  declare readonly [kEventType]?: E
+
   constructor (token: symbol, frame: string) {
     if (token !== kPrepare) throw new TypeError('Use prepareEvent() to make a PreparedEvent')
     this.frame = frame
     Object.freeze(this)
+    genuine.add(this)
+  }
+
+  /** The frame of a PreparedEvent made by this copy of the package, else undefined. */
+  static frameOf (value: object): string | undefined {
+    return genuine.has(value) ? (value as PreparedEvent).frame : undefined
   }
 }
 
@@ -152,11 +177,6 @@ export class PreparedEvent {
  * Validates and encodes `ev` once, for a broadcast: every stream it is sent to writes the same
  * frame, with no work per client. It is encoded with `serialize`, not the stream's serializer.
  */
-export function prepareEvent (ev: EventObject, serialize: Serializer = stringify): PreparedEvent {
-  return new PreparedEvent(kPrepare, encodeEvent(ev, serialize))
-}
-
-/** Encodes a comment-only frame, as used for heartbeats: it never dispatches an event. */
-export function encodeCommentFrame (text: string): string {
-  return encodeComment(text)
+export function prepareEvent<const E extends EventObject> (ev: E, serialize: Serializer = stringify): PreparedEvent<E> {
+  return new PreparedEvent<E>(kPrepare, encodeEvent(ev, serialize))
 }

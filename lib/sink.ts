@@ -1,6 +1,6 @@
 import type { SseSink } from '../types/index.js'
 import type { EventObject, PreparedEvent } from './encoder.js'
-import { encodeCommentFrame, encodeEvent } from './encoder.js'
+import { encodeComment, encodeEvent } from './encoder.js'
 import { type Producer, type SseStream, kRelease, kResume } from './stream.js'
 
 interface Queued {
@@ -35,11 +35,14 @@ export class Sink implements SseSink<EventObject>, Producer {
 
   send (event: EventObject | PreparedEvent): Promise<boolean> {
     // Encoded now, so a bad event throws to its caller and the stream carries on.
-    return this.push(encodeEvent(event, this.stream.options.serializer), 1)
+    const frame = encodeEvent(event, this.stream.options.serializer)
+    // An event with no field sends nothing and is not counted; it is as done as it will be.
+    if (frame === '') return this.stream.closed || this.ending ? NOT_WRITTEN : WRITTEN
+    return this.push(frame, 1)
   }
 
   comment (text: string): Promise<boolean> {
-    return this.push(encodeCommentFrame(text), 0)
+    return this.push(encodeComment(text), 0)
   }
 
   end (): void {

@@ -1,7 +1,7 @@
 // The frame encoder, byte for byte: conformance cases 1–35 of protocol.md that concern the
 // encoder, then each validation rule with its typed error.
 import t from 'tap'
-import { type EventObject, type Serializer, MAX_RETRY, encodeCommentFrame, encodeEvent } from '../lib/encoder.js'
+import { type EventObject, type Serializer, MAX_RETRY, encodeComment, encodeEvent } from '../lib/encoder.js'
 import * as errors from '../lib/errors.js'
 import { encodeEvent as publicEncodeEvent } from '../index.js'
 
@@ -192,7 +192,7 @@ t.test('27, 28: retry must be an integer from 0 to 2147483647', async (t) => {
 t.test('a comment that is not a string throws', async (t) => {
   for (const comment of [1, null, {}, ['a']]) {
     t.throws(() => encode({ comment } as unknown as EventObject), { code: 'FST_ERR_SSE_INVALID_COMMENT' })
-    t.throws(() => encodeCommentFrame(comment as unknown as string), { code: 'FST_ERR_SSE_INVALID_COMMENT' })
+    t.throws(() => encodeComment(comment as unknown as string), { code: 'FST_ERR_SSE_INVALID_COMMENT' })
   }
 })
 
@@ -273,12 +273,12 @@ t.test('typed errors: class, code, statusCode, name and message', async (t) => {
   }
 })
 
-t.test('encodeCommentFrame: heartbeats never dispatch an event', async (t) => {
-  t.equal(encodeCommentFrame('ping'), ': ping\n')
-  t.equal(encodeCommentFrame(''), ': \n')
-  t.equal(encodeCommentFrame('a\r\nb\rc\nd'), ': a\n: b\n: c\n: d\n')
-  t.equal(encodeCommentFrame('x\n\ndata: y'), ': x\n: \n: data: y\n')
-  produced.push(encodeCommentFrame('\uFEFFbom'))
+t.test('encodeComment: heartbeats never dispatch an event', async (t) => {
+  t.equal(encodeComment('ping'), ': ping\n')
+  t.equal(encodeComment(''), ': \n')
+  t.equal(encodeComment('a\r\nb\rc\nd'), ': a\n: b\n: c\n: d\n')
+  t.equal(encodeComment('x\n\ndata: y'), ': x\n: \n: data: y\n')
+  produced.push(encodeComment('\uFEFFbom'))
 })
 
 t.test('the package exports the same encoder', async (t) => {

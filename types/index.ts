@@ -61,8 +61,11 @@ export interface SseContext {
   lastEventId: string | undefined
 }
 
-// A source may also yield events made once with prepareEvent(), for a broadcast.
-type Iter<E> = AsyncIterable<E | PreparedEvent> | Iterable<E | PreparedEvent>
+/** An event made once with prepareEvent() from an event of type `E`, for a broadcast. */
+export type PreparedOf<E> = PreparedEvent<E & EventObject>
+
+// A source may also yield events made once with prepareEvent(): the route's event map applies to them.
+type Iter<E> = AsyncIterable<E | PreparedOf<E>> | Iterable<E | PreparedOf<E>>
 
 /** What `reply.sse()` streams: an iterable of events, or a function of the stream's context returning one. */
 export type SseSource<E = EventObject> = Iter<E> | ((ctx: SseContext) => Iter<E> | Promise<Iter<E>>)
@@ -105,10 +108,10 @@ export interface SseStreamOptions {
   writeTimeout?: number | false
   /**
    * On server shutdown, how long (ms) the source may still send a farewell event after its
-   * signal aborts with reason `shutdown`.
+   * signal aborts with reason `shutdown`. `false` or `0` ends the stream at once.
    * @default 1000
    */
-  shutdownGrace?: number
+  shutdownGrace?: number | false
   /**
    * When a shutdown ends the stream, its last line is `retry: <ms>`, drawn at random from
    * `[min, max]`, so that clients come back spread over that window rather than all at once,
@@ -150,7 +153,7 @@ export interface SseSink<E = EventObject> {
    * Queues one event for writing. Resolves `true` once the socket accepted it, or `false` if the
    * stream ended first. Throws at once for an invalid event. Awaiting it applies backpressure.
    */
-  send(event: E | PreparedEvent): Promise<boolean>
+  send(event: E | PreparedOf<E>): Promise<boolean>
   /** Sends a comment line, which dispatches no event. */
   comment(text: string): Promise<boolean>
   /** Ends the stream once every queued event is written. */

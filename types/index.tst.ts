@@ -227,10 +227,20 @@ describe('exports', () => {
 
   test('prepareEvent for broadcasts', () => {
     const prepared = prepareEvent({ event: 'tick', data: { n: 1 } })
-    expect(prepared).type.toBe<PreparedEvent>()
+    expect(prepared).type.toBeAssignableTo<PreparedEvent>()
     expect(prepared.frame).type.toBe<string>()
     expect(prepareEvent).type.not.toBeCallableWith({ retry: '5' })
     expect(tickerReply.sseSink().send).type.toBeCallableWith(prepared)
     expect(tickerReply.sse).type.toBeCallableWith([prepared, { event: 'end' }])
+  })
+
+  test('a PreparedEvent keeps the type of its event: the route\'s event map applies to it', () => {
+    const stray = prepareEvent({ event: 'other', data: 'x' })
+    const wrongData = prepareEvent({ event: 'tick', data: { n: 'one' } })
+    expect(tickerReply.sseSink().send).type.not.toBeCallableWith(stray)
+    expect(tickerReply.sseSink().send).type.not.toBeCallableWith(wrongData)
+    expect(tickerReply.sse).type.not.toBeCallableWith([stray])
+    // An untyped route takes any prepared event.
+    expect(reply.sseSink().send).type.toBeCallableWith(stray)
   })
 })
