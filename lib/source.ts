@@ -18,11 +18,14 @@ export function isThenable (value: unknown): value is PromiseLike<unknown> {
 
 const STOP_FAILED = 'fastify-sse-stream: the event source failed while stopping'
 
-/** Calls an iterator's `return()`, if it has one; what it throws or rejects with is logged. */
+/**
+ * Calls an iterator's `return()`, if it has one. What it throws or rejects with is logged, and so
+ * is a `return` or `then` getter that throws: this runs from close(), where a throw is uncaught.
+ */
 function stopIterator (it: unknown, log: FastifyBaseLogger): void {
-  const ret = (it as { return?: unknown }).return
-  if (typeof ret !== 'function') return
   try {
+    const ret = (it as { return?: unknown }).return
+    if (typeof ret !== 'function') return
     const result: unknown = ret.call(it)
     if (isThenable(result)) result.then(undefined, (err: unknown) => log.error({ err }, STOP_FAILED))
   } catch (err) {
@@ -36,27 +39,38 @@ function stopIterator (it: unknown, log: FastifyBaseLogger): void {
  * its `return()`, and a source promise never rejects unhandled. Iterables are not iterated.
  */
 export function dropSource (value: unknown, log: FastifyBaseLogger): void {
-  if (isThenable(value)) {
-    value.then((late) => dropSource(late, log), (err: unknown) => {
-      log.debug({ err }, 'fastify-sse-stream: a source that was not needed any more failed')
-    })
-  } else if (typeof value === 'object' && value !== null) {
-    stopIterator(value, log)
+  try {
+    if (isThenable(value)) {
+      value.then((late) => dropSource(late, log), (err: unknown) => {
+        log.debug({ err }, 'fastify-sse-stream: a source that was not needed any more failed')
+      })
+      return
+    }
+  } catch (err) {
+    // A `then` getter or method that throws: there is nothing left to stop.
+    return log.error({ err }, STOP_FAILED)
   }
+  if (typeof value === 'object' && value !== null) stopIterator(value, log)
 }
 
 // Frames pulled within one tick are joined and written as one chunk, up to this many UTF-16
 // units: a source that yields from memory would otherwise cost one write per event (three
 // buffered writes each, with chunked encoding). Node's own write buffer starts refusing at 16 KiB.
+// A full batch is also where the pump gives the event loop a turn (see write()).
 const BATCH_LIMIT = 16384
 
 /**
- * Pulls events from an iterable into a stream, one at a time: the next item is asked for only
- * after the previous frame was accepted by the socket or the socket drained. At most one batch
- * (see BATCH_LIMIT) waits here, so a client that reads nothing holds the source still.
+ * Pulls events from an iterable into a stream, one at a time, as `for await` would: the next item
+ * is asked for only after the previous frame was accepted by the socket or the socket drained. At
+ * most one batch (see BATCH_LIMIT) waits here, so a client that reads nothing holds the source still.
+ *
+ * Every user-supplied object is read inside a `try`: an iterator, a result or a value whose
+ * getters throw ends the stream as `error`, never the process.
  */
 export class SourcePump implements Producer {
   private readonly it: AnyIterator
+  // A sync iterator's values are awaited, as `for await` awaits them; an async iterator's are not.
+  private readonly sync: boolean = false
   private finished = false
   private batch = ''
   private batched = 0
@@ -66,9 +80,10 @@ export class SourcePump implements Producer {
     let it: unknown
     try {
       const asyncIterator = (iterable as AsyncIterable<EventObject>)[Symbol.asyncIterator]
-      it = typeof asyncIterator === 'function'
-        ? asyncIterator.call(iterable)
-        : (iterable as Iterable<EventObject>)[Symbol.iterator]()
+      this.sync = typeof asyncIterator !== 'function'
+      it = this.sync
+        ? (iterable as Iterable<EventObject>)[Symbol.iterator]()
+        : asyncIterator.call(iterable)
       // As for await does: an iterator that is not an object is a TypeError.
       if (typeof it !== 'object' || it === null) throw new TypeError(`The iterator ${describe(it)} is not an object`)
     } catch (error) {
@@ -91,23 +106,34 @@ export class SourcePump implements Producer {
       let result
       try {
         result = this.it.next()
+        // An async iterator's result is awaited; a sync iterator's result is read as it is.
+        if (!this.sync && isThenable(result)) {
+          result.then(this.onResult, this.onError)
+          return
+        }
       } catch (error) {
         return this.end(error, true)
-      }
-      if (isThenable(result)) {
-        result.then(this.onResult, this.onError)
-        return
       }
       if (!this.handle(result)) return
     }
   }
 
-  private readonly onResult = (result: IteratorResult<EventObject>): void => {
+  private readonly onResult = (result: unknown): void => {
     if (this.handle(result)) this.pull()
   }
 
   private readonly onError = (error: unknown): void => {
     this.end(error, true)
+  }
+
+  // A sync source's value, once awaited.
+  private readonly onValue = (value: unknown): void => {
+    if (this.write(value)) this.pull()
+  }
+
+  // A sync source's value rejected: as for await does, the iterator is closed (released).
+  private readonly onValueError = (error: unknown): void => {
+    if (!this.stream.closed) this.end(error, false)
   }
 
   /**
@@ -137,50 +163,75 @@ export class SourcePump implements Producer {
     this.flush()
   }
 
-  /** Writes one result; true when the next one may be pulled at once. */
-  private handle (result: IteratorResult<EventObject>): boolean {
-    const stream = this.stream
+  /** Reads one iterator result; true when the next one may be pulled at once. */
+  private handle (result: unknown): boolean {
     // The stream closed while this item was pending: release() has already run.
+    if (this.stream.closed) return false
+    let value
+    try {
+      // As for await does: a result that is not an object is a TypeError, `done` is tested for
+      // truthiness, and the iterator is not closed when reading the result throws.
+      if (typeof result !== 'object' || result === null) {
+        throw new TypeError(`The iterator result ${describe(result)} is not an object`)
+      }
+      if ((result as IteratorResult<unknown>).done) {
+        this.end(undefined, true)
+        return false
+      }
+      value = (result as IteratorResult<unknown>).value
+      if (this.sync && isThenable(value)) {
+        value.then(this.onValue, this.onValueError)
+        return false
+      }
+    } catch (error) {
+      this.end(error, true)
+      return false
+    }
+    return this.write(value)
+  }
+
+  /** Encodes and batches one value; true when the next one may be pulled at once. */
+  private write (value: unknown): boolean {
+    const stream = this.stream
     if (stream.closed) return false
-    // As for await does: a result that is not an object is a TypeError, and the iterator is not
-    // closed. Reading `done` from it would throw out of a promise callback (an unhandled rejection).
-    if (typeof result !== 'object' || result === null) {
-      this.end(new TypeError(`The iterator result ${describe(result)} is not an object`), true)
-      return false
-    }
-    if (result.done === true) {
-      this.end(undefined, true)
-      return false
-    }
     let frame
     try {
-      frame = encodeEvent(result.value, stream.options.serializer)
+      frame = encodeEvent(value as EventObject, stream.options.serializer)
     } catch (error) {
       // The iterator is not over: the release that follows returns it.
       this.end(error, false)
       return false
     }
+    // An event with no field sends nothing, and is not counted as one.
+    if (frame === '') return true
     this.batch += frame
     this.batched++
     if (this.batch.length >= BATCH_LIMIT) {
-      if (this.flush()) return true
-    } else if (!stream.backpressured) {
+      // A full batch: write it, then give the event loop a turn before pulling on. A source that
+      // never waits (a sync iterable, an async generator settling in microtasks) would otherwise
+      // hold the process for as long as a fast client reads: no timer, request or close would run.
+      if (this.flush()) setImmediate(this.pull)
+      else stream.whenDrained()
+      return false
+    }
+    if (!stream.backpressured) {
       if (!this.flushQueued) {
         this.flushQueued = true
         process.nextTick(this.flushTick)
       }
       return true
     }
-    // Full socket (now, or at the last tick's flush): resume once it drains.
+    // Full socket (at the last tick's flush): resume once it drains.
     stream.whenDrained()
     return false
   }
 
-  // The socket drained: write what waited, then pull on. Should that write fill the socket again,
-  // the next frame waits in the batch for the next drain, so at most one batch is ever held.
+  // The socket drained: write what waited, then pull on, after the event loop's turn: a 16 KiB
+  // write that returned false is often taken by the kernel at once, and its drain comes in the
+  // same tick. Should that write fill the socket again, the next drain resumes.
   [kResume] (): void {
-    this.flush()
-    this.pull()
+    if (this.flush()) setImmediate(this.pull)
+    else this.stream.whenDrained()
   }
 
   /**
