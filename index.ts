@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { SsePluginOptions } from './types/index.js'
-import { readLastEventId } from './lib/last-event-id.js'
+import { cachedLastEventId, kLastEventId } from './lib/last-event-id.js'
 import { DEFAULTS, resolveOptions } from './lib/options.js'
 import { replyDecorators } from './lib/reply.js'
 import { refuse, sseRouteHook } from './lib/sse-route.js'
@@ -18,9 +18,10 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
 
   fastify.decorateReply('sse', sse)
   fastify.decorateReply('sseSink', sseSink)
+  fastify.decorateRequest(kLastEventId, null)
   fastify.decorateRequest('lastEventId', {
     getter (this: FastifyRequest) {
-      return readLastEventId(this, options.lastEventIdQuery, options.lastEventIdMaxLength)
+      return cachedLastEventId(this, options.lastEventIdQuery, options.lastEventIdMaxLength)
     }
   })
   fastify.addHook('onRoute', sseRouteHook(registry))

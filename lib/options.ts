@@ -64,19 +64,29 @@ function defaultErrorEvent (error: unknown): EventObject {
   return { event: 'error', data: message }
 }
 
+// Options that only registration takes: a stream of its own could not honour them.
+const PLUGIN_ONLY = ['lastEventIdMaxLength', 'retryAfter', 'hub'] as const
+
 /**
  * Applies `options` over `base`, validating each one given. Returns `base` itself when there is
- * nothing to apply, so per-call options cost nothing when unused.
+ * nothing to apply, so per-call options cost nothing when unused. `perCall` refuses the options
+ * that only registration takes, rather than ignoring them in silence.
  */
 export function resolveOptions<T extends ResolvedOptions> (
   base: T,
   options: SseStreamOptions | SsePluginOptions | undefined,
-  log?: FastifyBaseLogger
+  log?: FastifyBaseLogger,
+  perCall = false
 ): T {
   if (options === undefined) return base
   if (typeof options !== 'object' || options === null) invalid('options', 'an object', options)
   const out: Record<string, unknown> = { ...(base as object) }
   const o = options as SsePluginOptions
+  if (perCall) {
+    for (const name of PLUGIN_ONLY) {
+      if ((o as Record<string, unknown>)[name] !== undefined) invalid(name, 'given at registration, not per stream', (o as Record<string, unknown>)[name])
+    }
+  }
   if (o.heartbeat !== undefined) out.heartbeat = duration('heartbeat', o.heartbeat)
   if (o.writeTimeout !== undefined) out.writeTimeout = duration('writeTimeout', o.writeTimeout)
   if (o.retry !== undefined) {
@@ -96,10 +106,7 @@ export function resolveOptions<T extends ResolvedOptions> (
     }
     out.lastEventIdQuery = o.lastEventIdQuery
   }
-  if (o.shutdownGrace !== undefined) {
-    if (!isInt(o.shutdownGrace, 0, MAX_TIMER)) invalid('shutdownGrace', 'an integer number of ms', o.shutdownGrace)
-    out.shutdownGrace = o.shutdownGrace
-  }
+  if (o.shutdownGrace !== undefined) out.shutdownGrace = duration('shutdownGrace', o.shutdownGrace)
   if (o.shutdownRetry !== undefined) {
     const range: unknown = o.shutdownRetry
     if (range !== false && !(Array.isArray(range) && range.length === 2 && isInt(range[0], 0, MAX_RETRY) && isInt(range[1], range[0], MAX_RETRY))) {

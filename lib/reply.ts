@@ -15,7 +15,7 @@ function checkSource (value: unknown): asserts value is AsyncIterable<EventObjec
 function createStream (registry: Registry, reply: FastifyReply, callOptions: SseStreamOptions | undefined): SseStream {
   if (reply.sent || reply.raw.headersSent) throw new FST_ERR_SSE_ALREADY_SENT()
   // With the request's logger, so that a per-call retry below the floor is warned about (with its reqId).
-  return new SseStream(registry, reply.request, reply, resolveOptions(registry.options, callOptions, reply.log))
+  return new SseStream(registry, reply.request, reply, resolveOptions(registry.options, callOptions, reply.log, true))
 }
 
 /** The `reply.sse()` and `reply.sseSink()` decorators of one plugin instance. */
@@ -76,7 +76,7 @@ export function replyDecorators (registry: Registry): {
 
   function sseSink (this: FastifyReply, callOptions?: SseStreamOptions): SseSink<EventObject> {
     if (wasRefused(this)) {
-      const stream = new SseStream(registry, this.request, this, resolveOptions(registry.options, callOptions))
+      const stream = new SseStream(registry, this.request, this, resolveOptions(registry.options, callOptions, undefined, true))
       stream.abandon('shutdown')
       return new Sink(stream)
     }

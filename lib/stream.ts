@@ -4,7 +4,7 @@ import type { Socket } from 'node:net'
 import type { SseCloseReason, SseContext } from '../types/index.js'
 import { encodeEvent } from './encoder.js'
 import { FST_ERR_SSE_CLOSED } from './errors.js'
-import { readLastEventId } from './last-event-id.js'
+import { cachedLastEventId, readLastEventId } from './last-event-id.js'
 import type { ResolvedOptions, ResolvedPluginOptions } from './options.js'
 
 export const kResume = Symbol('fastify-sse-stream.resume')
@@ -36,8 +36,25 @@ const CLOSED = 2
 
 const HEARTBEAT = ': ping\n'
 
-/** Headers every stream sends, over those set earlier by hooks and plugins (CORS, say). */
-function streamHeaders (reply: FastifyReply, keepAlive: boolean): OutgoingHttpHeaders {
+// Connection-specific headers, which HTTP/2 forbids (Node warns, Safari rejects the response).
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']
+const STREAM_CACHE = ['no-cache', 'no-transform']
+
+/** The app's Cache-Control directives (`private`, say), with those a stream needs added. */
+function cacheControl (value: OutgoingHttpHeaders[string]): string {
+  if (value === undefined) return 'no-cache, no-transform'
+  const directives = String(value).split(',').map((d) => d.trim()).filter((d) => d !== '')
+  const names = directives.map((d) => d.split('=')[0]!.trim().toLowerCase())
+  for (const needed of STREAM_CACHE) if (!names.includes(needed)) directives.push(needed)
+  return directives.join(', ')
+}
+
+/**
+ * Headers every stream sends, over those set earlier by hooks and plugins (CORS, say).
+ * `keepAlive` is whether to say `Connection: keep-alive` (HTTP/1.1 only); `http2` drops the
+ * connection-specific headers a hook may have set.
+ */
+function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean): OutgoingHttpHeaders {
   const headers = reply.getHeaders() as OutgoingHttpHeaders
   // A stream has no length, and it is never compressed: a compressor would hold events back.
   delete headers['content-length']
@@ -45,11 +62,11 @@ function streamHeaders (reply: FastifyReply, keepAlive: boolean): OutgoingHttpHe
   delete headers['transfer-encoding']
   // Exactly this value: fetch-event-source's documented onopen check compares it with ===.
   headers['content-type'] = 'text/event-stream'
-  headers['cache-control'] = 'no-cache, no-transform'
-  headers['x-accel-buffering'] = 'no'
-  // Only on HTTP/1.x, and only when the client did not ask to close: HTTP/2 forbids
-  // connection-specific headers (Node warns, Safari rejects the response).
-  if (keepAlive) headers.connection = 'keep-alive'
+  headers['cache-control'] = cacheControl(headers['cache-control'])
+  // An app that sets it has chosen; by default, nginx must not buffer the stream.
+  headers['x-accel-buffering'] ??= 'no'
+  if (http2) for (const name of HOP_BY_HOP) delete headers[name]
+  else if (keepAlive) headers.connection = 'keep-alive'
   return headers
 }
 
@@ -65,6 +82,10 @@ function onConnectionClose (this: Carrier): void {
 }
 function onResponseDrain (this: Carrier): void {
   this[kStream]!.drained()
+}
+// A pipelined response was given the socket: its write deadline may start now.
+function onResponseSocket (this: Carrier): void {
+  this[kStream]!.armDeadline()
 }
 function beat (stream: SseStream): void { stream.beat() }
 function stall (stream: SseStream): void { stream.stall() }
@@ -118,15 +139,12 @@ function isAbortOf (error: unknown, reason: unknown): boolean {
   return error === reason || (error as { name?: unknown } | null | undefined)?.name === 'AbortError'
 }
 
-/** An abort reason is not a throw site: its stack would cost more than the rest of a close. */
-function closedReason (reason: SseCloseReason): Error {
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 0
-  try {
-    return new FST_ERR_SSE_CLOSED(reason)
-  } finally {
-    Error.stackTraceLimit = limit
-  }
+// A frame longer than this (UTF-16 units) goes out in pieces: each drain between two pieces is
+// progress that the write deadline can see. One large write drains only once it has all gone.
+const PIECE = 65536
+
+function isHighSurrogate (code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff
 }
 
 /**
@@ -151,6 +169,10 @@ export class SseStream {
   private lastWrite = 0
   private started = 0
   private waitingForDrain = false
+  // What is left of a frame written in pieces (see PIECE), sent as the socket drains.
+  private rest = ''
+  // Whether a drain came since the write deadline was armed or last looked.
+  private progressed = false
   private heartbeatTimer: NodeJS.Timeout | undefined
   private deadlineTimer: NodeJS.Timeout | undefined
   private graceTimer: NodeJS.Timeout | undefined
@@ -167,7 +189,11 @@ export class SseStream {
     readonly options: ResolvedOptions
   ) {
     this.res = reply.raw
-    this.lastEventId = readLastEventId(request, options.lastEventIdQuery, registry.options.lastEventIdMaxLength)
+    const plugin = registry.options
+    // Read once per request, unless this call reads another query parameter.
+    this.lastEventId = options.lastEventIdQuery === plugin.lastEventIdQuery
+      ? cachedLastEventId(request, plugin.lastEventIdQuery, plugin.lastEventIdMaxLength)
+      : readLastEventId(request, options.lastEventIdQuery, plugin.lastEventIdMaxLength)
   }
 
   /** The `ctx` given to a source function; made only for those. */
@@ -180,7 +206,7 @@ export class SseStream {
   get signal (): AbortSignal {
     if (this.controller === null) {
       this.controller = new AbortController()
-      if (this.abortedFor !== undefined) this.controller.abort(closedReason(this.abortedFor))
+      if (this.abortedFor !== undefined) this.controller.abort(new FST_ERR_SSE_CLOSED(this.abortedFor))
     }
     return this.controller.signal
   }
@@ -189,7 +215,7 @@ export class SseStream {
   private abort (reason: SseCloseReason): void {
     if (this.abortedFor !== undefined) return
     this.abortedFor = reason
-    this.controller?.abort(closedReason(reason))
+    this.controller?.abort(new FST_ERR_SSE_CLOSED(reason))
   }
 
   get closed (): boolean {
@@ -208,14 +234,17 @@ export class SseStream {
   /** Hijacks the reply, sends the headers at once, and starts watching the connection. */
   open (): void {
     const { reply, request, res, options } = this
-    const http1 = request.raw.httpVersionMajor < 2
+    const version = request.raw.httpVersionMajor
+    const http1 = version < 2
     // Before hijack(): should a header set by the app be invalid, Fastify still answers the error.
     // writeHead() merges its headers into those already set on the raw response (by middleware,
     // say): remove these there as well, or they would still go out. (Never transfer-encoding:
     // removing it, even when absent, turns chunked framing off.)
     if (res.hasHeader('content-length')) res.removeHeader('content-length')
     if (res.hasHeader('content-encoding')) res.removeHeader('content-encoding')
-    res.writeHead(reply.statusCode, streamHeaders(reply, http1 && res.shouldKeepAlive))
+    // HTTP/1.0 has no chunked framing: its stream ends by closing, never kept alive.
+    const keepAlive = version === 1 && request.raw.httpVersionMinor >= 1 && res.shouldKeepAlive
+    res.writeHead(reply.statusCode, streamHeaders(reply, keepAlive, !http1))
     reply.hijack()
     const target = res as ServerResponse & Carrier
     target[kStream] = this
@@ -248,19 +277,55 @@ export class SseStream {
     else if (request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304) this.close('done')
   }
 
-  /** Writes one whole frame. Returns false when the socket is full: wait for `whenDrained()`. */
+  /** Writes whole frames. Returns false when the socket is full: wait for `whenDrained()`. */
   write (frame: string): boolean {
-    const ok = this.res.write(frame)
     this.writes++
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval.
     this.lastWrite = performance.now()
     this.bytes += Buffer.byteLength(frame)
-    if (!ok && !this.backpressured) {
-      this.backpressured = true
-      if (this.options.writeTimeout > 0) this.deadlineTimer = setTimeout(stall, this.options.writeTimeout, this).unref()
+    // Behind the rest of a large frame: in order, once that has gone.
+    if (this.rest !== '') {
+      this.rest += frame
+      return false
     }
-    return ok
+    return this.send(frame)
+  }
+
+  /** Hands `text` to the response, in pieces of at most PIECE units; false when the socket is full. */
+  private send (text: string): boolean {
+    while (text.length > PIECE) {
+      // Never between the two halves of a surrogate pair: each piece is encoded on its own.
+      const cut = isHighSurrogate(text.charCodeAt(PIECE - 1)) ? PIECE - 1 : PIECE
+      const ok = this.res.write(text.slice(0, cut))
+      text = text.slice(cut)
+      if (!ok) {
+        this.rest = text
+        this.pressed()
+        return false
+      }
+    }
+    if (this.res.write(text)) return true
+    this.pressed()
+    return false
+  }
+
+  /** The socket is full: arm the write deadline, unless it runs already. */
+  private pressed (): void {
+    if (this.backpressured) return
+    this.backpressured = true
+    if (this.options.writeTimeout === 0) return
+    // A pipelined HTTP/1.1 response waits for the one before it to end: no drain can come until it
+    // has the socket, so its deadline starts then (Node flushes what it buffered, then drains).
+    if (this.res.socket === null) this.res.once('socket', onResponseSocket)
+    else this.armDeadline()
+  }
+
+  /** Starts the write deadline of a stream that waits for a drain. */
+  armDeadline (): void {
+    if (!this.backpressured || this.state === CLOSED || this.deadlineTimer !== undefined) return
+    this.progressed = false
+    this.deadlineTimer = setTimeout(stall, this.options.writeTimeout, this).unref()
   }
 
   /** Writes whole frames that carry `events` events (0 for a comment), counting them. */
@@ -338,10 +403,13 @@ export class SseStream {
     const { res, socket } = this
     res.off('close', onConnectionClose)
     res.off('drain', onResponseDrain)
+    res.off('socket', onResponseSocket)
     if (socket !== null) {
       socket.off('close', onConnectionClose)
-      // The socket outlives the stream on a keep-alive connection.
-      ;(socket as Socket & Carrier)[kStream] = undefined
+      // The socket outlives the stream on a keep-alive connection (and a pipelined stream behind
+      // this one may have taken it over).
+      const carrier = socket as Socket & Carrier
+      if (carrier[kStream] === this) carrier[kStream] = undefined
     }
     this.waitingForDrain = false
     this.registry.streams.delete(this)
@@ -356,6 +424,9 @@ export class SseStream {
       socket?.uncork()
       res.destroy()
     } else {
+      // What is left of a large frame goes out before the end (and the retry line).
+      if (this.rest !== '') res.write(this.rest)
+      this.rest = ''
       if (reason === 'shutdown') {
         // Clients come back spread over a window, not all in the same second. Only the line: a
         // blank line would make fetch-event-source fire an empty message, and the field takes
@@ -395,8 +466,17 @@ export class SseStream {
 
   /** The socket drained: Node emits 'drain' only after a write() that returned false. */
   drained (): void {
+    this.progressed = true
+    if (this.rest !== '') {
+      const rest = this.rest
+      this.rest = ''
+      // Should the next piece fill the socket again, the deadline runs on and sees this progress.
+      this.backpressured = false
+      if (!this.send(rest)) return
+    }
     this.backpressured = false
     clearTimeout(this.deadlineTimer)
+    this.deadlineTimer = undefined
     if (this.waitingForDrain) {
       this.waitingForDrain = false
       this.producer![kResume]()
@@ -408,9 +488,15 @@ export class SseStream {
     if (this.writes === 0 && this.state !== CLOSED) this.res.flushHeaders()
   }
 
-  /** A frame stayed unflushed past writeTimeout. */
+  /** The write deadline fired: a stream whose socket drained meanwhile gets another period. */
   stall (): void {
-    this.request.log.warn({ writeTimeout: this.options.writeTimeout }, 'fastify-sse-stream: the client stopped reading; closing the stream')
+    if (this.progressed) {
+      this.progressed = false
+      this.deadlineTimer!.refresh()
+      return
+    }
+    const writeTimeout = this.options.writeTimeout
+    this.request.log.warn({ writeTimeout }, `fastify-sse-stream: the client made no progress for ${writeTimeout} ms; closing the stream`)
     this.close('stalled')
   }
 

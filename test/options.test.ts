@@ -29,7 +29,7 @@ const INVALID_STREAM_OPTIONS: Array<[keyof SseStreamOptions, unknown]> = [
   ['lastEventIdQuery', true],
   ['lastEventIdQuery', 1],
   ['shutdownGrace', -1],
-  ['shutdownGrace', false],
+  ['shutdownGrace', true],
   ['shutdownGrace', '1s'],
   ['shutdownRetry', true],
   ['shutdownRetry', 5000],
@@ -118,6 +118,7 @@ t.test('edge values are accepted', async (t) => {
     { lastEventIdQuery: false },
     { lastEventIdQuery: 'since' },
     { shutdownGrace: 0 },
+    { shutdownGrace: false },
     { errorEvent: false },
     { errorEvent: true },
     { errorEvent: () => ({ event: 'oops' }) },
@@ -131,7 +132,9 @@ t.test('edge values are accepted', async (t) => {
   for (const options of valid) {
     const app = Fastify()
     await app.register(sse, options)
-    app.get('/', (_req, reply) => reply.sse([{ data: 'ok' }], options))
+    // Registration-only options are refused per call (see the next test).
+    const { lastEventIdMaxLength, retryAfter, ...perCall } = options
+    app.get('/', (_req, reply) => reply.sse([{ data: 'ok' }], perCall))
     const res = await app.inject('/')
     t.equal(res.body, (options.retry === undefined ? '' : `retry: ${options.retry}\n`) + 'data: ok\n\n', JSON.stringify(options))
     await app.close()
@@ -217,4 +220,19 @@ t.test('the caller\'s options objects are neither mutated nor required to be mut
   t.same(pluginOptions, pluginCopy)
   t.same(callOptions, callCopy)
   t.same(Object.keys(pluginOptions), Object.keys(pluginCopy))
+})
+
+t.test('registration-only options are refused per call, not ignored in silence', async (t) => {
+  for (const options of [{ lastEventIdMaxLength: 10 }, { retryAfter: 1 }, { hub: {} }]) {
+    const app = Fastify()
+    await app.register(sse)
+    app.get('/', (_req, reply) => reply.sse([{ data: 'ok' }], options as SsePluginOptions))
+    app.get('/sink', (_req, reply) => { reply.sseSink(options as SsePluginOptions).end() })
+    for (const url of ['/', '/sink']) {
+      const res = await app.inject(url)
+      t.equal(res.statusCode, 500, `${url} ${JSON.stringify(options)}`)
+      t.match(res.json(), { code: 'FST_ERR_SSE_INVALID_OPTION', message: /given at registration, not per stream/ })
+    }
+    await app.close()
+  }
 })
