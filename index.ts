@@ -1,23 +1,32 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { SsePluginOptions } from './types/index.js'
+import type { EventObject, SsePluginOptions } from './types/index.js'
 import { cachedLastEventId, kLastEventId } from './lib/last-event-id.js'
 import { DEFAULTS, resolveOptions } from './lib/options.js'
 import { replyDecorators } from './lib/reply.js'
+import { Hub } from './lib/hub/hub.js'
+import { resolveHub } from './lib/hub/options.js'
 import { refuse, sseRouteHook } from './lib/sse-route.js'
 import type { Registry } from './lib/stream.js'
 
 export type * from './types/index.js'
 export { encodeEvent, prepareEvent, PreparedEvent } from './lib/encoder.js'
+export { memoryBroker } from './lib/hub/broker.js'
 export * as errors from './lib/errors.js'
 
 async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Promise<void> {
   const options = resolveOptions(DEFAULTS, opts, fastify.log)
-  const registry: Registry = { streams: new Set(), waiting: new Set(), options, closing: false }
-  const { sse, sseSink } = replyDecorators(registry)
+  const hub = new Hub(resolveHub(opts.hub), fastify.log)
+  const registry: Registry = { streams: new Set(), waiting: new Set(), options, closing: false, hub }
+  const { sse, sseSink, sseSubscribe } = replyDecorators(registry)
 
+  fastify.decorate('sse', {
+    publish: (topic: string, event: EventObject) => hub.publish(topic, event),
+    pipe: (topic: string, source: Parameters<Hub['pipe']>[1]) => hub.pipe(topic, source)
+  })
   fastify.decorateReply('sse', sse)
   fastify.decorateReply('sseSink', sseSink)
+  fastify.decorateReply('sseSubscribe', sseSubscribe)
   fastify.decorateRequest(kLastEventId, null)
   fastify.decorateRequest('lastEventId', {
     getter (this: FastifyRequest) {
@@ -32,6 +41,7 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
     for (const reply of Array.from(registry.waiting)) void refuse(registry, reply)
     await Promise.all(Array.from(registry.streams, (stream) => stream.shutdown()))
   })
+  fastify.addHook('onClose', () => hub.close())
 }
 
 const plugin = fp(fastifySSE, { fastify: '5.x', name: 'fastify-sse-stream' })

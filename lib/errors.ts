@@ -96,3 +96,15 @@ export const FST_ERR_SSE_CLOSED = createError<[reason: string]>(
   'FST_ERR_SSE_CLOSED', 'The SSE stream ended: %s', 500, Error)
 export const FST_ERR_SSE_SERVER_CLOSING = createError(
   'FST_ERR_SSE_SERVER_CLOSING', 'The server is shutting down; reconnect later', 503, Error)
+
+/** The hub */
+export const FST_ERR_SSE_INVALID_TOPIC = createError<[received: string]>(
+  'FST_ERR_SSE_INVALID_TOPIC',
+  'A topic must be a non-empty string of at most 256 characters, without control characters or lone surrogates, instead got %s',
+  500, TypeError)
+export const FST_ERR_SSE_ID_ASSIGNED = createError<[received: string]>(
+  'FST_ERR_SSE_ID_ASSIGNED', 'app.sse.publish() assigns the event id: the event must not bring one, instead got id %s', 500, TypeError)
+export const FST_ERR_SSE_HUB_CLOSED = createError(
+  'FST_ERR_SSE_HUB_CLOSED', 'The hub is closed: the server is shutting down', 503, Error)
+export const FST_ERR_SSE_BROKER = createError(
+  'FST_ERR_SSE_BROKER', 'The broker did not store the event', 503, Error)

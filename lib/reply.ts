@@ -1,11 +1,14 @@
 import type { FastifyReply } from 'fastify'
 import type { SseSink, SseSource, SseStreamOptions } from '../types/index.js'
 import type { EventObject } from './encoder.js'
-import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, describe } from './errors.js'
+import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, FST_ERR_SSE_INVALID_TOPIC, describe } from './errors.js'
 import { resolveOptions } from './options.js'
 import { Sink } from './sink.js'
 import { SourcePump, dropSource, isIterable, isThenable } from './source.js'
 import { beforeOpen, refuse, wake, wasRefused } from './sse-route.js'
+import { MAX_TOPICS, checkTopic } from './hub/hub.js'
+import { type SubscribeOptions, resolveSubscribe } from './hub/options.js'
+import { formatId, topicsHash } from './hub/position.js'
 import { type Registry, SseStream } from './stream.js'
 
 function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
@@ -18,10 +21,31 @@ function createStream (registry: Registry, reply: FastifyReply, callOptions: Sse
   return new SseStream(registry, reply.request, reply, resolveOptions(registry.options, callOptions, reply.log, true))
 }
 
-/** The `reply.sse()` and `reply.sseSink()` decorators of one plugin instance. */
+function checkTopics (topics: unknown): string[] {
+  const names = typeof topics === 'string' ? [topics] : topics
+  if (!Array.isArray(names) || names.length === 0 || names.length > MAX_TOPICS) {
+    throw new FST_ERR_SSE_INVALID_TOPIC(`${describe(topics)} (give a topic, or an array of 1 to ${MAX_TOPICS} topics)`)
+  }
+  for (const name of names) checkTopic(name)
+  if (new Set(names).size !== names.length) throw new FST_ERR_SSE_INVALID_TOPIC(`${describe(topics)} (a topic given twice)`)
+  return names as string[]
+}
+
+/** Whether the request carried a last event id that the plugin refused (too long, say). */
+function refusedId (reply: FastifyReply, stream: SseStream): boolean {
+  if (stream.lastEventId !== undefined) return false
+  const header = reply.request.headers['last-event-id']
+  if (typeof header === 'string' ? header !== '' : header !== undefined) return true
+  const query = stream.options.lastEventIdQuery
+  const value = query === false ? undefined : (reply.request.query as Record<string, unknown> | undefined)?.[query]
+  return value !== undefined && value !== ''
+}
+
+/** The `reply.sse()`, `reply.sseSink()` and `reply.sseSubscribe()` decorators of one plugin instance. */
 export function replyDecorators (registry: Registry): {
   sse: (this: FastifyReply, source: SseSource<EventObject>, callOptions?: SseStreamOptions) => Promise<void>
   sseSink: (this: FastifyReply, callOptions?: SseStreamOptions) => SseSink<EventObject>
+  sseSubscribe: (this: FastifyReply, topics: string | readonly string[], callOptions?: SubscribeOptions & SseStreamOptions) => Promise<void>
 } {
   function sse (this: FastifyReply, source: SseSource<EventObject>, callOptions?: SseStreamOptions): Promise<void> {
     // Shutdown answered this reply while its handler waited: the source is not needed.
@@ -91,5 +115,32 @@ export function replyDecorators (registry: Registry): {
     return sink
   }
 
-  return { sse, sseSink }
+  function sseSubscribe (this: FastifyReply, topics: string | readonly string[], callOptions?: SubscribeOptions & SseStreamOptions): Promise<void> {
+    if (wasRefused(this)) return Promise.resolve()
+    const hub = registry.hub
+    const { stream, names, subscription, start } = beforeOpen(this, () => {
+      const names = checkTopics(topics)
+      const subscription = resolveSubscribe(callOptions, hub.resetEvent)
+      const stream = createStream(registry, this, callOptions)
+      const start = hub.start(names, stream.lastEventId, refusedId(this, stream), subscription.from, subscription.maxReplay)
+      // A stream that is over (a piped stream the client has whole): 204, which ends EventSource.
+      if (start.over) this.code(204)
+      if (!registry.closing) stream.open()
+      return { stream, names, subscription, start }
+    })
+    if (registry.closing) {
+      stream.refused(refuse(registry, this))
+      return stream.done
+    }
+    wake(this)
+    if (stream.closed) return stream.done
+    // Priming: a client that drops before its first event still has a position to resume from.
+    if (subscription.prime && stream.lastEventId === undefined) {
+      stream.write('id: ' + formatId(topicsHash(names), start.positions) + '\n\n')
+    }
+    hub.subscribe(stream, names, start, subscription)
+    return stream.done
+  }
+
+  return { sse, sseSink, sseSubscribe }
 }

@@ -9,6 +9,7 @@ import type { ResolvedOptions, ResolvedPluginOptions } from './options.js'
 
 export const kResume = Symbol('fastify-sse-stream.resume')
 export const kRelease = Symbol('fastify-sse-stream.release')
+export const kShutdown = Symbol('fastify-sse-stream.shutdown')
 
 /**
  * What feeds a stream (a source pump or a sink). Symbol-named, so that a sink handed to user
@@ -19,11 +20,14 @@ export interface Producer {
   [kResume]: () => void
   /** The stream closed: stop, and settle whatever was promised. */
   [kRelease]: () => void
+  /** The server is closing (optional): a producer with no farewell to give ends the stream now. */
+  [kShutdown]?: () => void
 }
 
 /** The open streams of one plugin instance, for graceful shutdown. */
 export interface Registry {
   readonly streams: Set<SseStream>
+  readonly hub: import('./hub/hub.js').Hub
   /** Replies of `sse: true` routes whose handler returned and waits for reply.sse(). */
   readonly waiting: Set<FastifyReply>
   readonly options: ResolvedPluginOptions
@@ -170,7 +174,7 @@ export class SseStream {
   private started = 0
   private waitingForDrain = false
   // What is left of a frame written in pieces (see PIECE), sent as the socket drains.
-  private rest = ''
+  private rest: string | Buffer = ''
   // Whether a drain came since the write deadline was armed or last looked.
   private progressed = false
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -277,26 +281,32 @@ export class SseStream {
     else if (request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304) this.close('done')
   }
 
-  /** Writes whole frames. Returns false when the socket is full: wait for `whenDrained()`. */
-  write (frame: string): boolean {
+  /**
+   * Writes whole frames, as text or as bytes (the hub's shared, pre-encoded frames). Returns false
+   * when the socket is full: wait for `whenDrained()`.
+   */
+  write (frame: string | Buffer): boolean {
     this.writes++
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval.
     this.lastWrite = performance.now()
-    this.bytes += Buffer.byteLength(frame)
+    this.bytes += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
     // Behind the rest of a large frame: in order, once that has gone.
-    if (this.rest !== '') {
-      this.rest += frame
+    if (this.rest.length !== 0) {
+      const rest = this.rest
+      this.rest = typeof rest === 'string' && typeof frame === 'string'
+        ? rest + frame
+        : Buffer.concat([Buffer.from(rest), Buffer.from(frame)])
       return false
     }
     return this.send(frame)
   }
 
   /** Hands `text` to the response, in pieces of at most PIECE units; false when the socket is full. */
-  private send (text: string): boolean {
+  private send (text: string | Buffer): boolean {
     while (text.length > PIECE) {
       // Never between the two halves of a surrogate pair: each piece is encoded on its own.
-      const cut = isHighSurrogate(text.charCodeAt(PIECE - 1)) ? PIECE - 1 : PIECE
+      const cut = typeof text === 'string' && isHighSurrogate(text.charCodeAt(PIECE - 1)) ? PIECE - 1 : PIECE
       const ok = this.res.write(text.slice(0, cut))
       text = text.slice(cut)
       if (!ok) {
@@ -329,7 +339,7 @@ export class SseStream {
   }
 
   /** Writes whole frames that carry `events` events (0 for a comment), counting them. */
-  writeFrames (frames: string, events: number): boolean {
+  writeFrames (frames: string | Buffer, events: number): boolean {
     this.events += events
     return this.write(frames)
   }
@@ -386,6 +396,7 @@ export class SseStream {
       if (grace > 0) this.graceTimer = setTimeout(endShutdown, grace, this)
       this.abort('shutdown')
       if (grace === 0) this.close('shutdown')
+      else this.producer?.[kShutdown]?.()
     }
     return this.done.then(() => flushed(this.res))
   }
@@ -425,7 +436,7 @@ export class SseStream {
       res.destroy()
     } else {
       // What is left of a large frame goes out before the end (and the retry line).
-      if (this.rest !== '') res.write(this.rest)
+      if (this.rest.length !== 0) res.write(this.rest)
       this.rest = ''
       if (reason === 'shutdown') {
         // Clients come back spread over a window, not all in the same second. Only the line: a
@@ -467,7 +478,7 @@ export class SseStream {
   /** The socket drained: Node emits 'drain' only after a write() that returned false. */
   drained (): void {
     this.progressed = true
-    if (this.rest !== '') {
+    if (this.rest.length !== 0) {
       const rest = this.rest
       this.rest = ''
       // Should the next piece fill the socket again, the deadline runs on and sees this progress.

@@ -41,13 +41,22 @@ const expected: Record<string, Expected> = {
   },
   FST_ERR_SSE_ALREADY_SENT: { statusCode: 500, Base: Error, args: [], message: 'reply.sse() was called on a reply that was already sent or hijacked' },
   FST_ERR_SSE_CLOSED: { statusCode: 500, Base: Error, args: ['shutdown'], message: 'The SSE stream ended: shutdown' },
-  FST_ERR_SSE_SERVER_CLOSING: { statusCode: 503, Base: Error, args: [], message: 'The server is shutting down; reconnect later' }
+  FST_ERR_SSE_SERVER_CLOSING: { statusCode: 503, Base: Error, args: [], message: 'The server is shutting down; reconnect later' },
+  FST_ERR_SSE_INVALID_TOPIC: {
+    statusCode: 500,
+    Base: TypeError,
+    args: ['""'],
+    message: 'A topic must be a non-empty string of at most 256 characters, without control characters or lone surrogates, instead got ""'
+  },
+  FST_ERR_SSE_ID_ASSIGNED: { statusCode: 500, Base: TypeError, args: ['number 1'], message: 'app.sse.publish() assigns the event id: the event must not bring one, instead got id number 1' },
+  FST_ERR_SSE_HUB_CLOSED: { statusCode: 503, Base: Error, args: [], message: 'The hub is closed: the server is shutting down' },
+  FST_ERR_SSE_BROKER: { statusCode: 503, Base: Error, args: [], message: 'The broker did not store the event' }
 }
 
 const exported = Object.entries(errors).filter(([key]) => key.startsWith('FST_ERR_')) as Array<[string, AnyErrorConstructor]>
 
 t.test('the exact list of error constructors', async (t) => {
-  t.equal(exported.length, 11)
+  t.equal(exported.length, 15)
   t.same(exported.map(([key]) => key).sort(), Object.keys(expected).sort())
   t.equal(publicErrors, errors, 'the package exports this module as `errors`')
 })

@@ -12,8 +12,12 @@ import type {
 } from 'fastify'
 import type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
 import type { EventObject, PreparedEvent, Serializer } from '../lib/encoder.js'
+import type { HubOptions, SubscribeOptions } from '../lib/hub/options.js'
+import type { BrokerHost, BrokerRecord, HubBroker } from '../lib/hub/broker.js'
+import type { Position } from '../lib/hub/position.js'
+import type { Stored } from '../lib/hub/log.js'
 
-export type { EventObject, Serializer }
+export type { EventObject, Serializer, HubOptions, SubscribeOptions, BrokerHost, BrokerRecord, HubBroker, Position, Stored }
 
 /**
  * Declares the events a route sends: event name → type of `data`. Events sent without an
@@ -79,6 +83,7 @@ export type SseCloseReason =
   | 'stalled' // a frame stayed unflushed past writeTimeout
   | 'overflow' // a sink's queue passed queueLimit
   | 'shutdown' // the server is closing
+  | 'reset' // a hub subscription was told sse-reset with `reset: 'close'`
 
 /** Options that apply to one stream; set them plugin-wide at registration or per call. */
 export interface SseStreamOptions {
@@ -145,6 +150,29 @@ export interface SsePluginOptions extends SseStreamOptions {
    * @default 5
    */
   retryAfter?: number
+  /** The hub: topics, history and resume (`app.sse.publish()`, `reply.sseSubscribe()`). */
+  hub?: HubOptions
+}
+
+/** What a piped producer may be: an iterable of events, or a function of an AbortSignal returning one. */
+export type SsePipeSource<E = EventObject> =
+  | AsyncIterable<E> | Iterable<E>
+  | ((signal: AbortSignal) => AsyncIterable<E> | Iterable<E> | Promise<AsyncIterable<E> | Iterable<E>>)
+
+/** `app.sse`: the hub of this app. */
+export interface SseHub {
+  /**
+   * Stores `event` in `topic`'s history and sends it to the topic's subscribers. Resolves with the
+   * id it was given once stored. Rejects with a typed error for a bad topic or event (an event
+   * that brings its own `id`), or when the broker fails.
+   */
+  publish(topic: string, event: EventObject & { id?: undefined }): Promise<string>
+  /**
+   * Runs a producer into `topic`, independently of any connection, and ends the topic with a
+   * marker that ends its subscribers' streams cleanly. One per topic: a second call while one
+   * runs, or while a finished one's history is held, starts nothing and settles with the first.
+   */
+  pipe(topic: string, source: SsePipeSource): Promise<void>
 }
 
 /** A push-style stream for producers that are callbacks or event emitters. */
@@ -207,8 +235,19 @@ declare module 'fastify' {
       source: SseSource<ExplicitEvent<NoInfer<M>>>, // M comes from the type argument, never the source
       options?: SseStreamOptions
     ): Promise<void>
+    /**
+     * Hijacks the reply like `sse()` and streams the topics' events: after `request.lastEventId`
+     * when the client has one (no gap, no duplicate), else from the live edge (or the oldest held,
+     * with `from: 'oldest'`). Settles when the stream ends.
+     */
+    sseSubscribe(topics: string | readonly string[], options?: SubscribeOptions & SseStreamOptions): Promise<void>
     /** Hijacks the reply like `sse()`, and returns a sink to push events into. */
     sseSink<M extends EventMap = RouteEvents<RouteGeneric>>(options?: SseStreamOptions): SseSink<SseEvent<M>>
+  }
+
+  interface FastifyInstance {
+    /** The hub: `app.sse.publish(topic, event)`, `app.sse.pipe(topic, source)`. */
+    sse: SseHub
   }
 
   interface FastifyRequest {

@@ -1,0 +1,312 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { type EventObject, encodeEvent } from '../encoder.js'
+import { FST_ERR_SSE_BROKER, FST_ERR_SSE_HUB_CLOSED, FST_ERR_SSE_ID_ASSIGNED, FST_ERR_SSE_INVALID_EVENT, FST_ERR_SSE_INVALID_TOPIC, describe } from '../errors.js'
+import { isIterable, isThenable } from '../source.js'
+import type { SseStream } from '../stream.js'
+import type { BrokerHost, HubBroker } from './broker.js'
+import { type Retention, type Stored, TopicLog } from './log.js'
+import { ORIGIN, type Position, formatPosition, parseId, topicsHash } from './position.js'
+import { type ResetReason, Subscriber, type SubscriberHost, type Subscription } from './subscriber.js'
+
+export interface HubSettings {
+  readonly history: Retention & { readonly totalBytes: number }
+  readonly broker: HubBroker
+  readonly resetEvent: string
+}
+
+/** Where a new subscription starts, and what it must be told first. */
+export interface Start {
+  readonly positions: Position[]
+  readonly resets: Array<ResetReason | undefined>
+  /** Every topic has ended and the client has all of it: nothing to stream (204). */
+  readonly over: boolean
+  /** The id the client claimed, when it was not one this subscription gave. */
+  readonly unknown: string | undefined
+}
+
+const MAX_TOPIC_LENGTH = 256
+export const MAX_TOPICS = 256
+// eslint-disable-next-line no-control-regex
+const TOPIC_UNSAFE = /[\x00-\x1f\x7f]/
+// Subscribers flushed per macrotask: publishes keep arriving between slices, and the next write
+// to each socket carries all of them.
+const SLICE = 256
+
+export function checkTopic (topic: unknown): string {
+  if (typeof topic !== 'string' || topic === '' || topic.length > MAX_TOPIC_LENGTH || TOPIC_UNSAFE.test(topic) || !topic.isWellFormed()) {
+    throw new FST_ERR_SSE_INVALID_TOPIC(describe(topic))
+  }
+  return topic
+}
+
+type PipeSource = AsyncIterable<EventObject> | Iterable<EventObject>
+
+/**
+ * Topics, their bounded logs, and the subscribers reading them. Publishing stores an event once
+ * (through the broker), encoded once; every subscriber then writes the same bytes.
+ */
+export class Hub implements BrokerHost, SubscriberHost {
+  private readonly topics = new Map<string, TopicLog>()
+  private readonly pipes = new Map<string, Promise<void>>()
+  private readonly controller = new AbortController()
+  private bytes = 0
+  private dirty: Subscriber[] = []
+  private next = 0
+  private flushing = false
+  private closed = false
+  private readonly sweeper: NodeJS.Timeout
+  readonly broker: HubBroker
+
+  constructor (private readonly settings: HubSettings, readonly log: FastifyBaseLogger) {
+    this.broker = settings.broker
+    this.broker.attach(this)
+    const every = Math.max(10, Math.min(settings.history.maxAge, 1000))
+    this.sweeper = setInterval(() => this.sweep(), every).unref()
+  }
+
+  /** The name of the event that tells a client its position could not be served. */
+  get resetEvent (): string {
+    return this.settings.resetEvent
+  }
+
+  // BrokerHost
+
+  head (topic: string): Position {
+    return this.topics.get(topic)?.head ?? ORIGIN
+  }
+
+  deliver (topic: string, entries: readonly Stored[]): void {
+    const log = this.topic(topic)
+    const retention = this.settings.history
+    for (const stored of entries) {
+      if (stored.o !== log.head.o + 1 || stored.t < log.head.t) {
+        // Not the next event of the history held: another history (lost, or restarted). What was
+        // held is dropped, and every reader of it is told.
+        this.dropHistory(log)
+        log.head = { t: stored.t, o: stored.o - 1 }
+      }
+      this.bytes += log.append(stored).frame.length
+    }
+    this.bytes -= log.trim(retention, Date.now())
+    // Least recently published last: the total budget evicts from the front.
+    this.topics.delete(topic)
+    this.topics.set(topic, log)
+    if (this.bytes > retention.totalBytes) this.evict(log)
+    for (const subscriber of log.subscribers) (subscriber as Subscriber).wake()
+  }
+
+  lost (topic: string): void {
+    const log = this.topics.get(topic)
+    if (log !== undefined) this.dropHistory(log)
+  }
+
+  private dropHistory (log: TopicLog): void {
+    while (log.size > 0) this.bytes -= log.shift()
+    log.ended = false
+    for (const subscriber of log.subscribers) (subscriber as Subscriber).lose(log)
+  }
+
+  /** Frees history from the least recently published topics until the hub is within its budget. */
+  private evict (keep: TopicLog): void {
+    for (const log of this.topics.values()) {
+      if (this.bytes <= this.settings.history.totalBytes) return
+      while (log.size > (log === keep ? 1 : 0) && this.bytes > this.settings.history.totalBytes) this.bytes -= log.shift()
+      this.free(log)
+    }
+  }
+
+  private topic (name: string): TopicLog {
+    let log = this.topics.get(name)
+    if (log === undefined) {
+      log = new TopicLog(name)
+      this.topics.set(name, log)
+    }
+    return log
+  }
+
+  /** Drops a topic that holds nothing and that nobody reads or writes. */
+  private free (log: TopicLog): void {
+    if (log.size === 0 && log.subscribers.size === 0 && !this.pipes.has(log.name) && this.topics.get(log.name) === log) {
+      this.topics.delete(log.name)
+    }
+  }
+
+  /** Trims aged history and frees empty topics; runs on a timer, unref'd. */
+  sweep (): void {
+    const now = Date.now()
+    for (const log of this.topics.values()) {
+      this.bytes -= log.trim(this.settings.history, now)
+      this.free(log)
+    }
+  }
+
+  /** How many topics are held (for tests and stats). */
+  get size (): number {
+    return this.topics.size
+  }
+
+  // Publishing
+
+  publish (topic: string, event: EventObject): Promise<string> {
+    try {
+      checkTopic(topic)
+      if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new FST_ERR_SSE_INVALID_EVENT(describe(event))
+      if (event.id !== undefined) throw new FST_ERR_SSE_ID_ASSIGNED(describe(event.id))
+      if (this.closed) throw new FST_ERR_SSE_HUB_CLOSED()
+      // Without an id, a frame is its fields and a closing blank line: the body is the fields.
+      const frame = encodeEvent(event)
+      const body = Buffer.from(frame.endsWith('\n\n') ? frame.slice(0, -1) : frame)
+      return this.append(topic, { body, event })
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  private append (topic: string, record: { body: Buffer, event?: EventObject, end?: boolean }): Promise<string> {
+    let stored: Promise<Position>
+    try {
+      stored = this.broker.append(topic, record)
+    } catch (error) {
+      return Promise.reject(new FST_ERR_SSE_BROKER({ cause: error }))
+    }
+    return stored.then(formatPosition, (error: unknown) => { throw new FST_ERR_SSE_BROKER({ cause: error }) })
+  }
+
+  /**
+   * Runs a producer into a topic, independently of any connection: it runs to its end even when
+   * every client has gone, and ends with a marker that ends its subscribers' streams cleanly.
+   * One producer per topic: while one runs, or while a finished one's history is held, a second
+   * call starts nothing (a source function is not even called) and settles with the first.
+   */
+  pipe (topic: string, source: PipeSource | ((signal: AbortSignal) => PipeSource | Promise<PipeSource>)): Promise<void> {
+    try {
+      checkTopic(topic)
+      if (this.closed) throw new FST_ERR_SSE_HUB_CLOSED()
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const running = this.pipes.get(topic)
+    if (running !== undefined) return running
+    if (this.topics.get(topic)?.ended === true) return Promise.resolve()
+    const run = this.run(topic, source)
+    this.pipes.set(topic, run)
+    void run.finally(() => {
+      this.pipes.delete(topic)
+      const log = this.topics.get(topic)
+      if (log !== undefined) this.free(log)
+    })
+    return run
+  }
+
+  private async run (topic: string, source: PipeSource | ((signal: AbortSignal) => PipeSource | Promise<PipeSource>)): Promise<void> {
+    const signal = this.controller.signal
+    try {
+      let iterable: unknown = typeof source === 'function' ? source(signal) : source
+      if (isThenable(iterable)) iterable = await iterable
+      if (!isIterable(iterable)) throw new FST_ERR_SSE_INVALID_EVENT(describe(iterable))
+      for await (const event of iterable as PipeSource) {
+        await this.publish(topic, event)
+        if (signal.aborted) break
+      }
+    } catch (error) {
+      if (!signal.aborted) this.log.error({ err: error, topic }, 'fastify-sse-stream: a piped source failed')
+    }
+    if (!this.closed) await this.append(topic, { body: Buffer.alloc(0), end: true }).catch((error: unknown) => {
+      this.log.error({ err: error, topic }, 'fastify-sse-stream: the end of a piped stream could not be stored')
+    })
+  }
+
+  // Subscribing
+
+  /**
+   * Where a subscription to `names` starts: after `lastEventId` when the client has one, else at the
+   * head (or the oldest event held, with `from: 'oldest'`). A cursor that cannot be served is
+   * answered with a reset per topic: told, never passed over in silence.
+   */
+  start (names: readonly string[], lastEventId: string | undefined, invalidId: boolean, from: 'live' | 'oldest', maxReplay: number): Start {
+    const logs = names.map((name) => this.topic(name))
+    const hash = topicsHash(names)
+    const resets: Array<ResetReason | undefined> = names.map(() => undefined)
+    const cursors = lastEventId === undefined ? undefined : parseId(lastEventId, hash, names.length)
+    let positions: Position[]
+    if (cursors !== undefined) {
+      // A reset frame moves its topic to the head, from the client's cursor.
+      positions = cursors
+      cursors.forEach((cursor, i) => { resets[i] = this.check(logs[i]!, cursor, maxReplay) })
+    } else {
+      positions = logs.map((log) => from === 'oldest' && log.size > 0 ? { t: log.first()!.t, o: log.firstOffset - 1 } : log.head)
+      // An id this subscription never gave, or one the plugin refused (too long, say).
+      if (lastEventId !== undefined || invalidId) resets.fill('unknown')
+    }
+    const over = logs.every((log, i) => log.ended && resets[i] === undefined && positions[i]!.o >= log.head.o)
+    return { positions, resets, over, unknown: cursors === undefined ? lastEventId ?? '' : undefined }
+  }
+
+  /** Why a cursor into `log` cannot be served, or undefined when it can. */
+  private check (log: TopicLog, cursor: Position, maxReplay: number): ResetReason | undefined {
+    const head = log.head
+    if (cursor.o > head.o) return 'lost'
+    if (cursor.o === head.o) return head.o > 0 && cursor.t !== head.t ? 'lost' : undefined
+    if (cursor.o < log.firstOffset - 1) return cursor.o === 0 && log.firstOffset === 1 ? undefined : 'trimmed'
+    const at = log.at(cursor.o)
+    if (at !== undefined ? at.t !== cursor.t : log.first()!.t < cursor.t) return 'lost'
+    if (head.o - cursor.o > maxReplay) return 'too-far'
+    return undefined
+  }
+
+  subscribe (stream: SseStream, names: readonly string[], start: Start, subscription: Subscription): Subscriber {
+    const logs = names.map((name) => this.topic(name))
+    for (const log of logs) if (log.subscribers.size === 0) this.broker.watch(log.name, log.head)
+    const subscriber = new Subscriber(this, stream, logs, start, topicsHash(names), subscription)
+    this.schedule(subscriber)
+    return subscriber
+  }
+
+  /** Queues a subscriber for the next flush pass. */
+  schedule (subscriber: Subscriber): void {
+    if (subscriber.queued) return
+    subscriber.queued = true
+    this.dirty.push(subscriber)
+    if (!this.flushing) {
+      this.flushing = true
+      setImmediate(this.flushSlice)
+    }
+  }
+
+  // A pass over the queued subscribers, SLICE at a time, one macrotask each.
+  private readonly flushSlice = (): void => {
+    const list = this.dirty
+    const end = Math.min(list.length, this.next + SLICE)
+    let i = this.next
+    for (; i < end; i++) {
+      const subscriber = list[i]!
+      subscriber.queued = false
+      subscriber.flush()
+    }
+    if (i < list.length) {
+      this.next = i
+      setImmediate(this.flushSlice)
+    } else {
+      this.dirty = []
+      this.next = 0
+      this.flushing = false
+    }
+  }
+
+  release (log: TopicLog): void {
+    if (log.subscribers.size === 0) {
+      this.broker.unwatch(log.name)
+      this.free(log)
+    }
+  }
+
+  /** The app is closing: producers stop, publishing is refused, the broker closes. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.sweeper)
+    // Piped producers are told to stop; the close does not wait on one that ignores its signal.
+    this.controller.abort()
+    await this.broker.close()
+  }
+}

@@ -1,0 +1,236 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { EventObject } from '../encoder.js'
+import { type Producer, type SseStream, kRelease, kResume, kShutdown } from '../stream.js'
+import type { Entry, TopicLog } from './log.js'
+import { type Position, formatId, formatPosition } from './position.js'
+
+export type SubscribePolicy = 'catch-up' | 'disconnect' | 'skip-to-head' | 'conflate'
+export type ResetReason = 'trimmed' | 'unknown' | 'lost' | 'too-far' | 'overflow'
+
+/** A subscription's settings, resolved. */
+export interface Subscription {
+  readonly policy: SubscribePolicy
+  readonly key: ((event: EventObject) => string) | undefined
+  readonly filter: ((event: EventObject, topic: string) => boolean) | undefined
+  readonly lag: { readonly events: number, readonly bytes: number, readonly ms: number }
+  readonly reset: 'continue' | 'close'
+  readonly resetEvent: string
+}
+
+/** What a subscriber asks of its hub. */
+export interface SubscriberHost {
+  schedule (subscriber: Subscriber): void
+  release (log: TopicLog, subscriber: Subscriber): void
+  readonly log: FastifyBaseLogger
+}
+
+// One write carries at most this many bytes of frames (more waits for the next turn): a replay of
+// thousands of events goes out in slices with backpressure, never as one huge buffer.
+const WRITE_LIMIT = 65536
+
+/**
+ * One stream's reading of one or more topics: a position in each topic's log, and nothing queued.
+ * New events wake it; the hub flushes it in slices, and each flush writes everything after its
+ * positions (up to WRITE_LIMIT) in one write. Replay and live delivery are the same read.
+ */
+export class Subscriber implements Producer {
+  /** In the hub's flush queue. */
+  queued = false
+  /** Per topic, the position of the last event this client has (or was told to skip to). */
+  readonly positions: Position[]
+  // The id the client claimed, for the `from` of an `unknown` reset.
+  private unknown: string | undefined
+  private readonly resets: Array<ResetReason | undefined>
+  private endedTopics = 0
+  private readonly ended: boolean[]
+
+  constructor (
+    private readonly host: SubscriberHost,
+    readonly stream: SseStream,
+    readonly logs: readonly TopicLog[],
+    start: { readonly positions: Position[], readonly resets: Array<ResetReason | undefined>, readonly unknown: string | undefined },
+    private readonly hash: string,
+    private readonly options: Subscription
+  ) {
+    this.positions = start.positions
+    this.resets = start.resets
+    this.unknown = start.unknown
+    this.ended = logs.map(() => false)
+    for (const log of logs) log.subscribers.add(this)
+    stream.producer = this
+  }
+
+  /** The id that carries every position. */
+  get id (): string {
+    return formatId(this.hash, this.positions)
+  }
+
+  /** A topic has new events. */
+  wake (): void {
+    if (this.stream.backpressured && this.options.policy !== 'catch-up' && this.options.policy !== 'conflate') {
+      // Blocked on a full socket: a lag bound is checked now, not once the socket drains.
+      for (let i = 0; i < this.logs.length; i++) {
+        if (this.lagging(i, Date.now())) return this.overLag(i)
+      }
+      return
+    }
+    this.host.schedule(this)
+  }
+
+  /** The topic at `i` lost its history: its position is told as lost at the next flush. */
+  lose (log: TopicLog): void {
+    const i = this.logs.indexOf(log)
+    this.resets[i] = 'lost'
+    this.host.schedule(this)
+  }
+
+  private overLag (i: number): void {
+    if (this.options.policy === 'disconnect') {
+      this.host.log.info({ topic: this.logs[i]!.name }, 'fastify-sse-stream: a subscriber lagged past its bound; closing it')
+      this.stream.close('overflow')
+    } else {
+      this.resets[i] = 'overflow'
+    }
+  }
+
+  /** Whether the subscriber is behind on topic `i` by more than its lag bounds. */
+  private lagging (i: number, now: number): boolean {
+    const log = this.logs[i]!
+    const position = this.positions[i]!
+    if (position.o >= log.head.o) return false
+    const lag = this.options.lag
+    if (log.head.o - position.o > lag.events) return true
+    const next = log.at(position.o + 1)
+    if (next === undefined) return false // trimmed: the flush resets it
+    return log.total - next.total + next.frame.length > lag.bytes || now - next.t > lag.ms
+  }
+
+  /** Writes what is pending: resets, then each topic's events after its position. */
+  flush (): void {
+    const stream = this.stream
+    if (stream.closed) return
+    if (stream.backpressured) return stream.whenDrained()
+    const parts: Buffer[] = []
+    let size = 0
+    let events = 0
+    let more = false
+    let closeAfter = false
+    const now = Date.now()
+    const { policy, filter } = this.options
+    try {
+      for (let i = 0; i < this.logs.length && size < WRITE_LIMIT; i++) {
+        if (this.ended[i]!) continue
+        const log = this.logs[i]!
+        let position = this.positions[i]!
+        let reason = this.resets[i]
+        if (reason === undefined && position.o < log.head.o) {
+          if (position.o < log.firstOffset - 1) reason = 'trimmed'
+          else if (policy !== 'catch-up' && policy !== 'conflate' && this.lagging(i, now)) {
+            if (policy === 'disconnect') {
+              this.overLag(i)
+              return
+            }
+            reason = 'overflow'
+          }
+        }
+        if (reason !== undefined) {
+          this.resets[i] = undefined
+          const frame = this.resetFrame(i, reason)
+          parts.push(frame)
+          size += frame.length
+          events++
+          if (this.options.reset === 'close') {
+            closeAfter = true
+            break
+          }
+          position = this.positions[i]!
+        }
+        if (position.o >= log.head.o) continue
+        let window: Iterable<Entry>
+        if (policy === 'conflate' && log.head.o - position.o > 1) window = this.conflated(log, position)
+        else window = this.range(log, position)
+        for (const entry of window) {
+          if (size >= WRITE_LIMIT) {
+            more = true
+            break
+          }
+          this.positions[i] = entry
+          if (entry.end) {
+            this.ended[i] = true
+            this.endedTopics++
+          } else if (filter !== undefined && !filter(entry.event!, log.name)) {
+            continue
+          } else {
+            events++
+          }
+          const frame = this.logs.length === 1 ? entry.frame : this.multiFrame(entry)
+          parts.push(frame)
+          size += frame.length
+          if (entry.end) break
+        }
+        if (this.positions[i]!.o < log.head.o && !this.ended[i]!) more = true
+      }
+    } catch (error) {
+      // A filter or key function threw: this subscriber alone ends.
+      stream.log.error({ err: error }, 'fastify-sse-stream: a subscription filter or key function failed')
+      stream.close('error')
+      return
+    }
+    if (parts.length > 0) {
+      const ok = stream.writeFrames(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), events)
+      if (closeAfter) return stream.close('reset')
+      if (this.endedTopics === this.logs.length) return stream.close('done')
+      if (!ok) return stream.whenDrained()
+    }
+    if (more) this.host.schedule(this)
+  }
+
+  private * range (log: TopicLog, position: Position): Generator<Entry> {
+    for (let o = position.o + 1; o <= log.head.o; o++) yield log.at(o)!
+  }
+
+  /** The newest event per key of the backlog, in the order of their last occurrence. */
+  private conflated (log: TopicLog, position: Position): Entry[] {
+    const key = this.options.key!
+    const newest = new Map<string, Entry>()
+    for (let o = position.o + 1; o <= log.head.o; o++) {
+      const entry = log.at(o)!
+      const k = entry.end ? '\0end' : String(key(entry.event!))
+      newest.delete(k)
+      newest.set(k, entry)
+    }
+    return Array.from(newest.values())
+  }
+
+  /** An event of one of several topics: its fields, and the id of every position. */
+  private multiFrame (entry: Entry): Buffer {
+    const id = Buffer.from('id: ' + this.id + '\n\n', 'latin1')
+    return Buffer.concat([entry.frame.subarray(0, entry.bodyLength), id])
+  }
+
+  /** Tells the client that topic `i` cannot go on from its position, and moves it to the head. */
+  private resetFrame (i: number, reason: ResetReason): Buffer {
+    const log = this.logs[i]!
+    const from = reason === 'unknown' ? this.unknown! : formatPosition(this.positions[i]!)
+    this.positions[i] = log.head
+    const data = JSON.stringify({ topic: log.name, reason, from, head: formatPosition(log.head) })
+    return Buffer.from(`event: ${this.options.resetEvent}\nid: ${this.id}\ndata: ${data}\n\n`)
+  }
+
+  [kResume] (): void {
+    this.host.schedule(this)
+  }
+
+  /** Shutdown: what is pending goes out, then the stream ends. */
+  [kShutdown] (): void {
+    this.flush()
+    this.stream.close('shutdown')
+  }
+
+  [kRelease] (): void {
+    for (const log of this.logs) {
+      log.subscribers.delete(this)
+      this.host.release(log, this)
+    }
+  }
+}
