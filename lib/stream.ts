@@ -430,8 +430,10 @@ export class SseStream {
     producer?.[kRelease]()
     if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') {
       // The peer is gone or not reading: a graceful end would wait on it forever.
-      // What this tick wrote is still corked with the head (see flushHead): send it first.
+      // What this tick wrote is still corked with the head (see flushHead): send it first. Node 20
+      // and 22 cork the socket; Node 24 corks the response, which then holds the tick's chunks.
       if (this.writes === 0) res.flushHeaders()
+      while (res.writableCorked > 0) res.uncork()
       socket?.uncork()
       res.destroy()
     } else {

@@ -2,6 +2,7 @@
 // status and message, and that the Errors table in docs/errors.md lists every code.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
+import createError, { FastifyError } from '@fastify/error'
 import * as errors from '../lib/errors.js'
 import { errors as publicErrors } from '../index.js'
 
@@ -79,7 +80,9 @@ for (const [key, E] of exported) {
     t.notOk(Object.prototype.hasOwnProperty.call(err, 'cause'), 'no cause unless given')
     t.match(err.stack, /test[\\/]errors\.test\.ts/, 'the stack starts where the error was made')
     t.notMatch(err.stack, /createError|FastifyError \(/, 'without the factory frame')
-    t.same(Object.keys(err), [], 'no enumerable own property')
+    // As @fastify/error (and so Fastify) makes every error: what a logger or JSON.stringify shows.
+    t.same(Object.keys(err).sort(), ['code', 'message', 'name', 'statusCode'], 'code, name, statusCode and message are own properties')
+    t.same(JSON.parse(JSON.stringify(err)), { code: key, name: 'FastifyError', statusCode: want.statusCode, message: want.message })
 
     const called = (E as unknown as (...a: unknown[]) => errors.SseError)(...want.args)
     t.ok(called instanceof E, 'callable without new')
@@ -101,6 +104,12 @@ t.test('instanceof follows the code, not the shape', async (t) => {
   // A second copy of the package (another version in node_modules) brands its errors the same way.
   const fromOtherCopy = { [Symbol.for('fastify-error FST_ERR_SSE_INVALID_ID')]: true }
   t.ok(fromOtherCopy instanceof errors.FST_ERR_SSE_INVALID_ID)
+  // ...and so does any other constructor made by @fastify/error for the same code, either way.
+  const OtherCopy = createError('FST_ERR_SSE_INVALID_ID', 'another copy: %s', 500, TypeError)
+  t.ok(new OtherCopy('x') instanceof errors.FST_ERR_SSE_INVALID_ID)
+  t.ok(err instanceof OtherCopy)
+  t.ok(err instanceof FastifyError, "an instance of @fastify/error's FastifyError, as Fastify's own errors are")
+  t.notOk(new Error('x') instanceof FastifyError)
 })
 
 t.test('message formatting is printf-style', async (t) => {

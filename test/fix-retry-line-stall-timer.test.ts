@@ -5,24 +5,42 @@
 // "the client stopped reading; closing the stream" at warn level for a client that read
 // everything and a stream that ended cleanly (and the stream is kept alive until then).
 import t from 'tap'
-import type { Socket } from 'node:net'
+import type { ServerResponse } from 'node:http'
 import { build, isEnd, listen, open } from './helpers/stream.js'
 import { deferred } from './helpers/http.js'
 
 t.test('the shutdown retry line does not leave a stall timer behind', async (t) => {
   const { app, logs } = await build(t, { heartbeat: false, writeTimeout: 300, shutdownRetry: [10000, 10000] })
   const opened = deferred()
-  app.get('/', (req, reply) => {
+  const sized = deferred<{ before: number, retry: number, limit: number, accepted: boolean }>()
+  app.get('/', (_req, reply) => {
     const sink = reply.sseSink()
-    const socket = req.raw.socket as Socket
+    const res: ServerResponse = reply.raw
     sink.signal.addEventListener('abort', () => {
-      // Fill this tick's corked buffer to just below 16384 bytes: every send is accepted
-      // (write() returns true), so the stream is not backpressured when it ends.
-      // (Bigger comments than 'x': fewer than 512 writes; fix-shutdown-flush.test.ts shows what happens past that.)
-      const pad = ': ' + 'x'.repeat(60)
-      while (socket.writableLength < 16384 - 18 - 72) void sink.comment(pad.slice(2))
-      while (socket.writableLength < 16384 - 18) void sink.comment('x')
-      sink.end() // close('ended' -> 'shutdown') writes `retry: 10000\n` (18 bytes with chunk framing)
+      // Fill this tick's buffer to just below the response's high-water mark, so that every send
+      // is accepted (write() returns true) and the stream is not backpressured when it ends, but
+      // the 13-byte `retry: 10000\n` line then takes it past the mark. The sizes are measured on
+      // the response, not assumed: what a write adds to res.writableLength depends on the Node
+      // version (Node 20 and 22 frame every write as its own chunk in the socket's buffer; Node 24
+      // holds a tick's writes in the response and frames them as one chunk), and so does the mark
+      // itself (16 KiB on Node 20, 64 KiB on 22 and later).
+      const limit = res.writableHighWaterMark
+      const cost = (text: string): number => {
+        const before = res.writableLength
+        void sink.comment(text)
+        return res.writableLength - before
+      }
+      const pad = 'x'.repeat(500) // fewer, larger writes: fix-shutdown-flush.test.ts shows what many small ones do
+      const padCost = cost(pad) // the tick's first write (on Node 24 it also counts the chunk framing)
+      const retry = cost('x'.repeat(10)) // `: xxxxxxxxxx\n` is 13 bytes, as the retry line is
+      const x = cost('x')
+      // Bounded: 64 KiB takes about 130 pads, then fewer than 130 x's (each adds x < retry bytes).
+      for (let i = 0; i < 1000 && res.writableLength < limit - retry - padCost; i++) void sink.comment(pad)
+      for (let i = 0; i < 1000 && res.writableLength < limit - retry; i++) void sink.comment('x')
+      const before = res.writableLength
+      const accepted = !res.writableNeedDrain && x < retry
+      sink.end() // close('ended' -> 'shutdown') writes the retry line
+      sized.resolve({ before, retry, limit, accepted })
     })
     void sink.send({ data: 'hello' })
     opened.resolve()
@@ -32,6 +50,9 @@ t.test('the shutdown retry line does not leave a stall timer behind', async (t) 
   await client.waitFor('data: hello\n\n')
   await app.close()
   await client.closed
+  const { before, retry, limit, accepted } = await sized.promise
+  t.ok(accepted, 'every comment was accepted: the stream was not backpressured when it ended')
+  t.ok(before < limit && before + retry >= limit, `the retry line took the buffer past its high-water mark (${before} + ${retry} B, mark ${limit} B)`)
   t.match(client.text, /: x\nretry: 10000\n$/, 'the client read it all, the retry line last')
   t.equal(logs.lines.filter(isEnd)[0]?.sse.reason, 'shutdown')
   // An absence, bounded: the stall timer (if any) fires at writeTimeout (300 ms).
