@@ -419,7 +419,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
     if (name === 'sse-reset') emit(options.onReset, data as SseResetData, lastId ?? '')
     if (contract && !definition && name !== 'sse-reset') return
     if (terminal.includes(name)) finish('end')
-    return { event: name, data: contract || name === 'sse-reset' ? data : item.d, id: lastId ?? '' }
+    return { event: name, data: contract ? data : item.d, id: lastId ?? '' }
   }
 
   async function step (): Promise<IteratorResult<unknown, undefined>> {
