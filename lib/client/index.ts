@@ -153,6 +153,8 @@ interface Item {
   /** An event: name (undefined for message) and data. */
   e?: string | undefined
   d?: string
+  /** An error to raise once the events before it are delivered. */
+  x?: SseProtocolError
 }
 
 type AnyFn = (...args: any[]) => any // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -210,7 +212,6 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
   let decoder: InstanceType<typeof TextDecoder>
   let feed: (text: string) => void
-  let overflow: SseProtocolError | undefined
   let idleTimer: unknown
   let sleepTimer: unknown
   let hideTimer: unknown
@@ -221,7 +222,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
   let thrown = false
   let chain: Promise<unknown> = Promise.resolve()
   let resolveClosed!: (info: CloseInfo) => void
-  const closed = new Promise<CloseInfo>((resolve) => { resolveClosed = resolve })
+  let closed = new Promise<CloseInfo>((resolve) => { resolveClosed = resolve })
   const queue: Item[] = []
   const offs: Array<() => void> = []
 
@@ -311,7 +312,6 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
     authRetried = false
     const base = response.url || request.url
     decoder = new TextDecoder()
-    overflow = undefined
     const parser = createParser({
       // onId comes first for a frame with an id; its event then joins the same item, so that the
       // id is committed when the event is delivered, and on its own for an id-only frame.
@@ -334,7 +334,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
         }
       },
       onError: (error: ParseError) => {
-        if (error.type === 'max-buffer-size-exceeded') overflow = new SseProtocolError(`an event exceeded ${options.maxEventSize ?? 4194304} characters`)
+        if (error.type === 'max-buffer-size-exceeded') queue.push({ x: new SseProtocolError(`an event exceeded ${options.maxEventSize ?? 4194304} characters`) })
       },
       maxBufferSize: options.maxEventSize ?? 4194304
     })
@@ -355,7 +355,6 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
       throw new SseNetworkError('the server ended the stream')
     }
     feed(decoder.decode(value, { stream: true }))
-    if (overflow) throw overflow
   }
 
   async function fail (error: unknown): Promise<void> {
@@ -364,32 +363,37 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
     reader?.cancel().catch(noop)
     reader = undefined
     if (final) return
-    if (!held() && !(error instanceof SseError ? error.retriable : true)) return finish('fatal', error)
-    if (!resumable()) return finish('fatal', new SseInterruptedError(method, error))
-    setState('reconnecting')
     // Offline, or paused while hidden: wait for the page to come back, without counting a failure.
-    if (held()) return sleep(Infinity)
-    failures++
-    const step = Math.min(maxRetryDelay, retryMs * 2 ** (failures - 1))
-    let delay = error instanceof SseHttpError && error.retryAfter !== undefined
-      ? error.retryAfter
-      : options.jitter === false ? step : random() * step
-    if (failures > maxRetries) return finish('gave-up', error)
-    try {
-      const verdict = await options.shouldRetry?.(error, { attempt: failures, delay })
-      if (verdict === false) return finish('fatal', error)
-      if (typeof verdict === 'number') delay = verdict
-    } catch (thrownError) {
-      return finish('fatal', thrownError)
+    const hold = held()
+    if (!hold && !(error instanceof SseError ? error.retriable : true)) return finish('fatal', error)
+    let delay = 0
+    if (!hold) {
+      failures++
+      const step = Math.min(maxRetryDelay, retryMs * 2 ** (failures - 1))
+      delay = error instanceof SseHttpError && error.retryAfter !== undefined
+        ? error.retryAfter
+        : options.jitter === false ? step : random() * step
+      if (failures > maxRetries) return finish('gave-up', error)
+      try {
+        const verdict = await options.shouldRetry?.(error, { attempt: failures, delay })
+        if (verdict === false) return finish('fatal', error)
+        if (typeof verdict === 'number') delay = verdict
+      } catch (thrownError) {
+        return finish('fatal', thrownError)
+      }
     }
+    if (!resumable()) return finish('fatal', new SseInterruptedError(method, error))
     if (T.now() + delay - since > totalTimeout) return finish('gave-up', error)
     if (final) return
+    setState('reconnecting')
+    if (hold) return sleep(Infinity)
     emit(options.onRetry, { attempt: failures, delay, error })
     await sleep(delay)
   }
 
   // Decodes and checks an event, then commits its id; undefined for an id-only frame or an event outside the contract.
   async function deliver (item: Item): Promise<unknown> {
+    if (item.x) throw item.x
     if (item.d === undefined) {
       lastId = item.i
       return
@@ -458,7 +462,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
     get state () { return state },
     get lastEventId () { return lastId },
     get attempt () { return attempt },
-    closed,
+    get closed () { return closed },
     close: () => finish('abort'),
     [Symbol.asyncIterator]: () => iterator,
     [dispose]: async () => {
@@ -525,8 +529,10 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
   })
 
   if (options.onEvent) {
-    const onEvent = options.onEvent;
-    (async () => {
+    const onEvent = options.onEvent
+    const closing = closed
+    // With a callback, `closed` waits for the last call to return.
+    closed = (async () => {
       for (let result = await iterator.next(); !result.done; result = await iterator.next()) {
         try {
           await onEvent(result.value)
@@ -535,7 +541,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
           finish('fatal', error)
         }
       }
-    })().catch(noop)
+    })().catch(noop).then(() => closing)
   }
 
   return stream
