@@ -161,7 +161,6 @@ type AnyFn = (...args: any[]) => any // eslint-disable-line @typescript-eslint/n
 
 const noop = (): void => {}
 const IDEMPOTENT = /^(GET|HEAD|OPTIONS|TRACE|PUT|DELETE)$/i
-const dispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('Symbol.asyncDispose')
 
 // A callback's error must not change the stream: it is reported as an unhandled rejection.
 function emit<A extends unknown[]> (fn: ((...args: A) => unknown) | undefined, ...args: A): void {
@@ -198,6 +197,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
   const totalTimeout = options.totalTimeout ?? Infinity
   const maxRetryDelay = options.maxRetryDelay ?? 30000
   const idleOption = options.idleTimeout ?? 'auto'
+  const maxEventSize = options.maxEventSize ?? 4194304
 
   let state: StreamState = 'connecting'
   let lastId = options.lastEventId
@@ -334,9 +334,9 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
         }
       },
       onError: (error: ParseError) => {
-        if (error.type === 'max-buffer-size-exceeded') queue.push({ x: new SseProtocolError(`an event exceeded ${options.maxEventSize ?? 4194304} characters`) })
+        if (error.type === 'max-buffer-size-exceeded') queue.push({ x: new SseProtocolError(`an event exceeded ${maxEventSize} characters`) })
       },
-      maxBufferSize: options.maxEventSize ?? 4194304
+      maxBufferSize: maxEventSize
     })
     feed = (text) => parser.feed(text)
     reader = response.body.getReader()
@@ -449,13 +449,12 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
     return { value: undefined, done: true }
   }
 
-  const iterator: AsyncIterator<unknown, undefined> & AsyncIterable<unknown> = {
+  const iterator: AsyncIterator<unknown, undefined> = {
     next: () => (chain = chain.then(step, step)) as Promise<IteratorResult<unknown, undefined>>,
     return: async () => {
       finish('abort')
       return { value: undefined, done: true }
-    },
-    [Symbol.asyncIterator]: () => iterator
+    }
   }
 
   const stream: SseStream<unknown> = {
@@ -465,7 +464,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
     get closed () { return closed },
     close: () => finish('abort'),
     [Symbol.asyncIterator]: () => iterator,
-    [dispose]: async () => {
+    [Symbol.asyncDispose]: async () => {
       finish('abort')
       await closed
     }
