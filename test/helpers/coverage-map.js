@@ -1,8 +1,12 @@
-// Coverage counts the package itself: index.ts and lib/. Demo, bench and test helpers are not measured.
+// Coverage counts the package itself: index.ts and lib/. Demo, bench and test helpers are not
+// measured. The client's tests (test/client/) cover the client (lib/client/); the others cover
+// the plugin.
 import { readdirSync } from 'node:fs'
 
-const files = ['index.ts', ...readdirSync(new URL('../../lib/', import.meta.url)).filter((f) => f.endsWith('.ts')).map((f) => `lib/${f}`)]
+const list = (dir) => readdirSync(new URL(`../../${dir}/`, import.meta.url)).filter((f) => f.endsWith('.ts')).map((f) => `${dir}/${f}`)
+const server = ['index.ts', ...list('lib')]
+const client = list('lib/client')
 
-export default function coverageMap () {
-  return files
+export default function coverageMap (testFile) {
+  return testFile.replaceAll('\\', '/').startsWith('test/client/') ? client : server
 }
