@@ -85,8 +85,17 @@ export function resolveHub (options: unknown): HubSettings {
   })
 }
 
+// The settings of a subscription without options, made once per reset event name: most
+// subscriptions take them, and an idle subscriber holds little else.
+const defaults = new Map<string, ResolvedSubscribe>()
+
 export function resolveSubscribe (options: SubscribeOptions | undefined, resetEvent: string): ResolvedSubscribe {
-  const o = options ?? {}
+  if (options === undefined) {
+    let resolved = defaults.get(resetEvent)
+    if (resolved === undefined) defaults.set(resetEvent, resolved = Object.freeze(resolveSubscribe({}, resetEvent)))
+    return resolved
+  }
+  const o = options
   if (typeof o !== 'object' || o === null) invalid('options', 'an object', o)
   const from = o.from ?? 'live'
   if (from !== 'live' && from !== 'oldest') invalid('from', "'live' or 'oldest'", from)

@@ -40,9 +40,11 @@ export class Subscriber implements Producer {
   readonly positions: Position[]
   // The id the client claimed, for the `from` of an `unknown` reset.
   private unknown: string | undefined
-  private readonly resets: Array<ResetReason | undefined>
+  // Per topic, a reset to tell at the next flush; null while there is none (the usual case).
+  private resets: Array<ResetReason | undefined> | null
   private endedTopics = 0
-  private readonly ended: boolean[]
+  // Per topic, whether it reached its end marker; null until one does.
+  private ended: boolean[] | null = null
 
   constructor (
     private readonly host: SubscriberHost,
@@ -53,9 +55,8 @@ export class Subscriber implements Producer {
     private readonly options: Subscription
   ) {
     this.positions = start.positions
-    this.resets = start.resets
+    this.resets = start.resets.some((r) => r !== undefined) ? start.resets : null
     this.unknown = start.unknown
-    this.ended = logs.map(() => false)
     for (const log of logs) log.subscribers.add(this)
     stream.producer = this
   }
@@ -79,9 +80,13 @@ export class Subscriber implements Producer {
 
   /** The topic at `i` lost its history: its position is told as lost at the next flush. */
   lose (log: TopicLog): void {
-    const i = this.logs.indexOf(log)
-    this.resets[i] = 'lost'
+    this.setReset(this.logs.indexOf(log), 'lost')
     this.host.schedule(this)
+  }
+
+  private setReset (i: number, reason: ResetReason): void {
+    this.resets ??= this.logs.map(() => undefined)
+    this.resets[i] = reason
   }
 
   private overLag (i: number): void {
@@ -89,7 +94,7 @@ export class Subscriber implements Producer {
       this.host.log.info({ topic: this.logs[i]!.name }, 'fastify-sse-stream: a subscriber lagged past its bound; closing it')
       this.stream.close('overflow')
     } else {
-      this.resets[i] = 'overflow'
+      this.setReset(i, 'overflow')
     }
   }
 
@@ -119,10 +124,10 @@ export class Subscriber implements Producer {
     const { policy, filter } = this.options
     try {
       for (let i = 0; i < this.logs.length && size < WRITE_LIMIT; i++) {
-        if (this.ended[i]!) continue
+        if (this.ended?.[i] === true) continue
         const log = this.logs[i]!
         let position = this.positions[i]!
-        let reason = this.resets[i]
+        let reason = this.resets?.[i]
         if (reason === undefined && position.o < log.head.o) {
           if (position.o < log.firstOffset - 1) reason = 'trimmed'
           else if (policy !== 'catch-up' && policy !== 'conflate' && this.lagging(i, now)) {
@@ -134,7 +139,7 @@ export class Subscriber implements Producer {
           }
         }
         if (reason !== undefined) {
-          this.resets[i] = undefined
+          if (this.resets !== null) this.resets[i] = undefined
           const frame = this.resetFrame(i, reason)
           parts.push(frame)
           size += frame.length
@@ -156,6 +161,7 @@ export class Subscriber implements Producer {
           }
           this.positions[i] = entry
           if (entry.end) {
+            this.ended ??= this.logs.map(() => false)
             this.ended[i] = true
             this.endedTopics++
           } else if (filter !== undefined && !filter(entry.event!, log.name)) {
@@ -168,7 +174,7 @@ export class Subscriber implements Producer {
           size += frame.length
           if (entry.end) break
         }
-        if (this.positions[i]!.o < log.head.o && !this.ended[i]!) more = true
+        if (this.positions[i]!.o < log.head.o && this.ended?.[i] !== true) more = true
       }
     } catch (error) {
       // A filter or key function threw: this subscriber alone ends.

@@ -4,7 +4,8 @@
 import { readdirSync } from 'node:fs'
 
 const list = (dir) => readdirSync(new URL(`../../${dir}/`, import.meta.url)).filter((f) => f.endsWith('.ts')).map((f) => `${dir}/${f}`)
-const server = ['index.ts', ...list('lib')]
+// The plugin: index.ts and every folder of lib/ but the client's.
+const server = ['index.ts', ...list('lib'), ...list('lib/hub')]
 const client = list('lib/client')
 
 export default function coverageMap (testFile) {
