@@ -7,7 +7,8 @@ import { replyDecorators } from './lib/reply.js'
 import { Hub } from './lib/hub/hub.js'
 import { resolveHub } from './lib/hub/options.js'
 import { refuse, sseRouteHook } from './lib/sse-route.js'
-import type { Registry } from './lib/stream.js'
+import type { Registry, SseStream } from './lib/stream.js'
+import { Heartbeats } from './lib/heartbeats.js'
 
 export type * from './types/index.js'
 export { encodeEvent, prepareEvent, PreparedEvent } from './lib/encoder.js'
@@ -17,7 +18,8 @@ export * as errors from './lib/errors.js'
 async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Promise<void> {
   const options = resolveOptions(DEFAULTS, opts, fastify.log)
   const hub = new Hub(resolveHub(opts.hub), fastify.log)
-  const registry: Registry = { streams: new Set(), waiting: new Set(), options, closing: false, hub }
+  const streams = new Set<SseStream>()
+  const registry: Registry = { streams, waiting: new Set(), options, heartbeats: new Heartbeats(streams), closing: false, hub }
   const { sse, sseSink, sseSubscribe } = replyDecorators(registry)
 
   fastify.decorate('sse', {
@@ -41,7 +43,10 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
     for (const reply of Array.from(registry.waiting)) void refuse(registry, reply)
     await Promise.all(Array.from(registry.streams, (stream) => stream.shutdown()))
   })
-  fastify.addHook('onClose', () => hub.close())
+  fastify.addHook('onClose', async () => {
+    registry.heartbeats.stop()
+    await hub.close()
+  })
 }
 
 const plugin = fp(fastifySSE, { fastify: '5.x', name: 'fastify-sse-stream' })

@@ -18,7 +18,7 @@ function checkSource (value: unknown): asserts value is AsyncIterable<EventObjec
 function createStream (registry: Registry, reply: FastifyReply, callOptions: SseStreamOptions | undefined): SseStream {
   if (reply.sent || reply.raw.headersSent) throw new FST_ERR_SSE_ALREADY_SENT()
   // With the request's logger, so that a per-call retry below the floor is warned about (with its reqId).
-  return new SseStream(registry, reply.request, reply, resolveOptions(registry.options, callOptions, reply.log, true))
+  return new SseStream(registry, reply.request, reply.raw, resolveOptions(registry.options, callOptions, reply.log, true))
 }
 
 function checkTopics (topics: unknown): string[] {
@@ -65,7 +65,7 @@ export function replyDecorators (registry: Registry): {
       }
       if (!registry.closing) {
         try {
-          stream.open()
+          stream.open(this)
         } catch (error) {
           // Nothing was sent and Fastify answers the error (a header writeHead() refused), but
           // the source may have started: abort its signal and release it, as for a refusal.
@@ -100,7 +100,7 @@ export function replyDecorators (registry: Registry): {
 
   function sseSink (this: FastifyReply, callOptions?: SseStreamOptions): SseSink<EventObject> {
     if (wasRefused(this)) {
-      const stream = new SseStream(registry, this.request, this, resolveOptions(registry.options, callOptions, undefined, true))
+      const stream = new SseStream(registry, this.request, this.raw, resolveOptions(registry.options, callOptions, undefined, true))
       stream.abandon('shutdown')
       return new Sink(stream)
     }
@@ -109,7 +109,7 @@ export function replyDecorators (registry: Registry): {
     if (registry.closing) {
       stream.refused(refuse(registry, this))
     } else {
-      beforeOpen(this, () => stream.open())
+      beforeOpen(this, () => stream.open(this))
       wake(this)
     }
     return sink
@@ -125,7 +125,7 @@ export function replyDecorators (registry: Registry): {
       const start = hub.start(names, stream.lastEventId, refusedId(this, stream), subscription.from, subscription.maxReplay)
       // A stream that is over (a piped stream the client has whole): 204, which ends EventSource.
       if (start.over) this.code(204)
-      if (!registry.closing) stream.open()
+      if (!registry.closing) stream.open(this)
       return { stream, names, subscription, start }
     })
     if (registry.closing) {

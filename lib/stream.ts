@@ -31,6 +31,7 @@ export interface Registry {
   /** Replies of `sse: true` routes whose handler returned and waits for reply.sse(). */
   readonly waiting: Set<FastifyReply>
   readonly options: ResolvedPluginOptions
+  readonly heartbeats: import('./heartbeats.js').Heartbeats
   closing: boolean
 }
 
@@ -91,9 +92,8 @@ function onResponseDrain (this: Carrier): void {
 function onResponseSocket (this: Carrier): void {
   this[kStream]!.armDeadline()
 }
-function beat (stream: SseStream): void { stream.beat() }
 function stall (stream: SseStream): void { stream.stall() }
-function flushHead (stream: SseStream): void { stream.flushHead() }
+function uncork (socket: Socket): void { socket.uncork() }
 function endShutdown (stream: SseStream): void { stream.close('shutdown') }
 
 // How long a shutdown waits for what an ended stream wrote to leave its socket.
@@ -170,6 +170,7 @@ export class SseStream {
   private state = OPEN
   private bytes = 0
   private writes = 0
+  // Whole ms of performance.now(): small integers, which a field holds without a heap number.
   private lastWrite = 0
   private started = 0
   private waitingForDrain = false
@@ -177,7 +178,6 @@ export class SseStream {
   private rest: string | Buffer = ''
   // Whether a drain came since the write deadline was armed or last looked.
   private progressed = false
-  private heartbeatTimer: NodeJS.Timeout | undefined
   private deadlineTimer: NodeJS.Timeout | undefined
   private graceTimer: NodeJS.Timeout | undefined
   private socket: Socket | null = null
@@ -185,14 +185,17 @@ export class SseStream {
   private donePromise: Promise<void> | null = null
   private resolveDone: (() => void) | null = null
   private readonly res: ServerResponse
+  /** The request's logger: the stream holds neither the request nor the reply once open. */
+  readonly log: FastifyBaseLogger
 
   constructor (
     private readonly registry: Registry,
-    private readonly request: FastifyRequest,
-    private readonly reply: FastifyReply,
+    request: FastifyRequest,
+    res: ServerResponse,
     readonly options: ResolvedOptions
   ) {
-    this.res = reply.raw
+    this.res = res
+    this.log = request.log
     const plugin = registry.options
     // Read once per request, unless this call reads another query parameter.
     this.lastEventId = options.lastEventIdQuery === plugin.lastEventIdQuery
@@ -236,8 +239,9 @@ export class SseStream {
   }
 
   /** Hijacks the reply, sends the headers at once, and starts watching the connection. */
-  open (): void {
-    const { reply, request, res, options } = this
+  open (reply: FastifyReply): void {
+    const { res, options } = this
+    const request = reply.request
     const version = request.raw.httpVersionMajor
     const http1 = version < 2
     // Before hijack(): should a header set by the app be invalid, Fastify still answers the error.
@@ -266,14 +270,19 @@ export class SseStream {
       socket.on('close', onConnectionClose)
     }
     this.registry.streams.add(this)
-    this.started = this.lastWrite = performance.now()
+    this.started = this.lastWrite = Math.floor(performance.now())
+    // The head is handed over at once, as a chunk of its own: Node keeps the head it sent, and
+    // sent together with a first frame it stays a tree of every header line's pieces (about 450
+    // bytes held by each idle stream); sent alone it is made one flat string. The socket stays
+    // corked until the next turn, so that the frames written in this tick and its microtasks (a
+    // sink's first send(), a source's first event) still leave with the head, in one packet.
+    this.socket?.cork()
+    res.flushHeaders()
+    if (this.socket !== null) setImmediate(uncork, this.socket)
     // No blank line: a retry field takes effect as soon as its line is read, and a blank line
     // would make fetch-event-source fire an empty message (as it does for `: ping\n\n`).
     if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
-    // The head goes out with the first frame when one is written this tick (a sink's first
-    // send(), a source's first event): one packet instead of two. Only an idle stream sends it alone.
-    else setImmediate(flushHead, this)
-    if (options.heartbeat > 0) this.heartbeatTimer = setTimeout(beat, options.heartbeat, this).unref()
+    if (options.heartbeat > 0) this.registry.heartbeats.watch(options.heartbeat)
     // The client may have left while an async handler awaited: its close events have already fired.
     if (responseClosed(res)) this.close('client-closed')
     // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted,
@@ -289,7 +298,7 @@ export class SseStream {
     this.writes++
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval.
-    this.lastWrite = performance.now()
+    this.lastWrite = Math.floor(performance.now())
     this.bytes += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
     // Behind the rest of a large frame: in order, once that has gone.
     if (this.rest.length !== 0) {
@@ -365,26 +374,22 @@ export class SseStream {
     // In the shutdown grace period, a source that rejects because its signal aborted (a sleep or
     // a query given the signal) has stopped as asked: its end, not a failure to log or tell.
     if (this.state === DRAINING && this.controller !== null && isAbortOf(error, this.controller.signal.reason)) {
-      this.request.log.debug({ err: error }, 'fastify-sse-stream: the event source stopped on its signal')
+      this.log.debug({ err: error }, 'fastify-sse-stream: the event source stopped on its signal')
       this.close('shutdown')
       return
     }
-    this.request.log.error({ err: error }, 'fastify-sse-stream: the event source failed')
+    this.log.error({ err: error }, 'fastify-sse-stream: the event source failed')
     const errorEvent = this.options.errorEvent
     if (errorEvent !== false) {
       try {
         this.write(encodeEvent(errorEvent(error), this.options.serializer))
       } catch (err) {
-        this.request.log.error({ err }, 'fastify-sse-stream: the errorEvent option failed')
+        this.log.error({ err }, 'fastify-sse-stream: the errorEvent option failed')
       }
     }
     this.close('error')
   }
 
-  /** The request's logger, for the producer's own failures. */
-  get log (): FastifyBaseLogger {
-    return this.request.log
-  }
 
   /** Server shutdown: abort the signal, give the source its grace period, then end. */
   shutdown (): Promise<void> {
@@ -408,7 +413,6 @@ export class SseStream {
     const gone = reason === 'client-closed'
     // Once shutdown has begun, that is why the stream ends, whatever ends it first.
     if (this.abortedFor === 'shutdown') reason = 'shutdown'
-    clearTimeout(this.heartbeatTimer)
     clearTimeout(this.deadlineTimer)
     clearTimeout(this.graceTimer)
     const { res, socket } = this
@@ -430,9 +434,8 @@ export class SseStream {
     producer?.[kRelease]()
     if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') {
       // The peer is gone or not reading: a graceful end would wait on it forever.
-      // What this tick wrote is still corked with the head (see flushHead): send it first. Node 20
+      // What this tick wrote is still corked with the head (see open()): send it first. Node 20
       // and 22 cork the socket; Node 24 corks the response, which then holds the tick's chunks.
-      if (this.writes === 0) res.flushHeaders()
       while (res.writableCorked > 0) res.uncork()
       socket?.uncork()
       res.destroy()
@@ -457,7 +460,7 @@ export class SseStream {
       res.end()
     }
     // The error listener stays: a late socket error must not become an uncaught exception.
-    this.request.log.info({
+    this.log.info({
       sse: {
         reason,
         durationMs: Math.round(performance.now() - this.started),
@@ -480,6 +483,9 @@ export class SseStream {
   /** The socket drained: Node emits 'drain' only after a write() that returned false. */
   drained (): void {
     this.progressed = true
+    // The socket just took what waited: a heartbeat is due an interval from now, not before the
+    // producer resumes (which it does on the next turn).
+    this.lastWrite = Math.floor(performance.now())
     if (this.rest.length !== 0) {
       const rest = this.rest
       this.rest = ''
@@ -496,10 +502,6 @@ export class SseStream {
     }
   }
 
-  /** An idle stream's head goes out alone, at the end of the tick it opened in. */
-  flushHead (): void {
-    if (this.writes === 0 && this.state !== CLOSED) this.res.flushHeaders()
-  }
 
   /** The write deadline fired: a stream whose socket drained meanwhile gets another period. */
   stall (): void {
@@ -509,19 +511,14 @@ export class SseStream {
       return
     }
     const writeTimeout = this.options.writeTimeout
-    this.request.log.warn({ writeTimeout }, `fastify-sse-stream: the client made no progress for ${writeTimeout} ms; closing the stream`)
+    this.log.warn({ writeTimeout }, `fastify-sse-stream: the client made no progress for ${writeTimeout} ms; closing the stream`)
     this.close('stalled')
   }
 
-  beat (): void {
-    // A heartbeat goes out only after a whole interval with no write, and never into a full socket.
+  /** A heartbeat goes out after a whole interval with no write, and never into a full socket. */
+  beatIfDue (now: number): void {
     const interval = this.options.heartbeat
-    const quiet = performance.now() - this.lastWrite
-    if (quiet < interval - 1) {
-      this.heartbeatTimer = setTimeout(beat, interval - quiet, this).unref()
-      return
-    }
-    if (!this.backpressured) this.write(HEARTBEAT)
-    this.heartbeatTimer!.refresh()
+    if (interval > 0 && !this.backpressured && this.state !== CLOSED && now - this.lastWrite >= interval) this.write(HEARTBEAT)
   }
+
 }

@@ -45,6 +45,8 @@ async function stuck (res: ServerResponse, pulled: () => number): Promise<void> 
   let last = -1
   let steady = 0
   for (let i = 0; i < 250; i++) {
+    // A short write deadline may have cut it already: what a caller waiting for a stall wants.
+    if (res.destroyed) return
     const now = pulled()
     steady = res.writableNeedDrain && now === last ? steady + 1 : 0
     if (steady >= 3) return
