@@ -16,16 +16,35 @@ export interface TickerOptions {
   idle?: number
 }
 
+export interface SeedOptions {
+  /** ms between the seed's events. @default 1000 */
+  interval?: number
+  /** ms, sent as `retry:` with each of the seed's events. @default 15000 */
+  retry?: number
+  /** Called with the key each time the seed's work starts (not when a client resumes it). */
+  onStart?: (key: string) => void
+}
+
+export interface BroadcastOptions {
+  /** ms, sent as `retry:` at the start of each subscriber's stream. @default 1000 */
+  retry?: number
+}
+
 export interface DemoOptions {
   /** ms between the seed's events. @default 1000 */
   interval?: number
+  /** ms, the seed's `retry:`. @default 15000 */
+  retry?: number
   ticker?: TickerOptions
+  broadcast?: BroadcastOptions
   logger?: boolean
 }
 
 export function formatTime (date?: Date): string
-export const seedRoutes: FastifyPluginAsync<{ interval?: number }>
+export const seedRoutes: FastifyPluginAsync<SeedOptions>
 export const tickerRoutes: FastifyPluginAsync<TickerOptions>
+export const broadcastRoutes: FastifyPluginAsync<BroadcastOptions>
+export const dropRoutes: FastifyPluginAsync
 export const vendorRoutes: FastifyPluginAsync
 export const pageRoutes: FastifyPluginAsync
 export function buildDemo (options?: DemoOptions): FastifyInstance

@@ -1,10 +1,12 @@
 // The demo behind `npm start`: the seed's stream, a live ticker, and a page that shows both.
 // Plain ESM on the built package: run `npm run build` first (`npm start` does).
-import { readFileSync, readdirSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
+import fastifyStatic from '@fastify/static'
+import fp from 'fastify-plugin'
 import sse from '../dist/index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -31,27 +33,73 @@ export function formatTime (date = new Date()) {
     `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`
 }
 
+// An idempotency key names a client's work: 1 to 128 of the URL's unreserved characters (RFC 3986),
+// so that it goes into the resume URL as it is. The header may hold it bare or quoted ("...").
+const KEY = /^[A-Za-z0-9._~-]{1,128}$/
+
+/** The `Idempotency-Key` header's key, undefined when absent; throws a 400 when it is malformed. */
+function idempotencyKey (request) {
+  const header = request.headers['idempotency-key']
+  if (header === undefined) return undefined
+  const key = typeof header === 'string' && header.length > 2 && header.startsWith('"') && header.endsWith('"')
+    ? header.slice(1, -1)
+    : header
+  if (typeof key === 'string' && KEY.test(key)) return key
+  const error = new Error('Idempotency-Key must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -')
+  error.statusCode = 400
+  throw error
+}
+
 /**
- * The seed's endpoint on GET and POST /sse: three `error` events, two time events and an `end`
- * event, `interval` ms apart, each with `id: 123` and `retry: 15000`. Unlike the seed's Python,
- * the final event really carries its id and retry.
+ * The seed's endpoint, made resumable with the hub. Its work (three `error` events, two time
+ * events and an `end` event, `interval` ms apart, each with `retry`) runs in `app.sse.pipe()`,
+ * into the topic `seed:<key>`, independently of the connection: it runs to its end even when the
+ * client goes. The client reads it through `reply.sseSubscribe()`, from the first event.
+ * - GET or POST /sse: the key is the `Idempotency-Key` header, else a fresh UUID (a new run of the
+ *   work, as the seed does on every request).
+ * - GET or POST /sse/:key: the same stream by its URL, for clients that cannot send headers
+ *   (a native EventSource).
+ * A client that reconnects with the same key and a `Last-Event-ID` resumes after that event; with
+ * the same key and no id, it gets the stream from the start; neither starts the work again while
+ * the hub holds its history. Every stream begins with the comment `: resume=/sse/<key>`.
+ * Ids are the hub's positions, not the seed's constant 123 (which could not resume).
+ * `onStart(key)` is called each time the work starts (the tests count the runs).
  */
-export async function seedRoutes (app, { interval = 1000 } = {}) {
-  const id = 123
-  const retry = 15000
-  async function * seedEvents ({ signal }) {
+export async function seedRoutes (app, { interval = 1000, retry = 15000, onStart = () => {} } = {}) {
+  async function * seedEvents (signal) {
     for (let i = 0; i < 3; i++) {
-      yield { id, retry, event: 'error', data: 'system has some error.' }
+      yield { retry, event: 'error', data: 'system has some error.' }
       if (!await wait(interval, signal)) return
     }
     for (let i = 0; i < 2; i++) {
-      yield { id, retry, data: `The time is ${formatTime()}` }
+      yield { retry, data: `The time is ${formatTime()}` }
       if (!await wait(interval, signal)) return
     }
-    yield { id, retry, event: 'end', data: 'The end' }
+    yield { retry, event: 'end', data: 'The end' }
+  }
+  function stream (request, reply, key) {
+    const topic = 'seed:' + key
+    // Starts the work unless it runs already, or has run and its history is still held. The
+    // signal aborts only when the server closes, never when this client goes.
+    app.sse.pipe(topic, (signal) => {
+      request.log.info({ key }, 'demo: the seed\'s work starts')
+      onStart(key)
+      return seedEvents(signal)
+    }).catch((error) => request.log.warn({ err: error, key }, 'demo: the seed\'s work could not run'))
+    return reply.sseSubscribe(topic, { from: 'oldest', prime: false, comment: `resume=/sse/${key}` })
   }
   // POST is what the seed's fetch-event-source front end sends, with a JSON body.
-  app.route({ method: ['GET', 'POST'], url: '/sse', handler: (request, reply) => reply.sse(seedEvents) })
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/sse',
+    handler: (request, reply) => stream(request, reply, idempotencyKey(request) ?? randomUUID())
+  })
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/sse/:key',
+    schema: { params: { type: 'object', properties: { key: { type: 'string', pattern: KEY.source } } } },
+    handler: (request, reply) => stream(request, reply, request.params.key)
+  })
 }
 
 /**
@@ -93,51 +141,100 @@ export async function tickerRoutes (app, {
 }
 
 /**
- * Serves @microsoft/fetch-event-source's own ES module build from node_modules, under
- * /vendor/fetch-event-source/. Its files import each other without an extension
- * (`from './fetch'`), so each one is served both with and without `.js`.
+ * The broadcast panel's server side: one topic per name (`board:<name>`), read by any number of
+ * subscribers on GET /topics/:name, and written by POST /publish `{ topic, text }`, which answers
+ * with the id the hub gave the event. A subscriber starts at the live edge, primed with its
+ * position, and resumes by `Last-Event-ID` after a drop: no gap, no duplicate.
  */
-export async function vendorRoutes (app) {
-  const require = createRequire(import.meta.url)
-  const dir = join(dirname(require.resolve('@microsoft/fetch-event-source/package.json')), 'lib', 'esm')
-  const files = new Map()
-  for (const name of readdirSync(dir)) {
-    if (!name.endsWith('.js')) continue
-    const source = readFileSync(join(dir, name), 'utf8')
-    files.set(name, source)
-    files.set(name.slice(0, -3), source)
-  }
-  app.get('/vendor/fetch-event-source/:file', (request, reply) => {
-    const source = files.get(request.params.file)
-    if (source === undefined) return reply.callNotFound()
-    return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(source)
+export async function broadcastRoutes (app, { retry = 1000 } = {}) {
+  const name = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' }
+  app.get('/topics/:name', {
+    schema: { params: { type: 'object', properties: { name } } }
+  }, (request, reply) => reply.sseSubscribe('board:' + request.params.name, { retry }))
+  app.post('/publish', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['topic', 'text'],
+        additionalProperties: false,
+        properties: { topic: name, text: { type: 'string', minLength: 1, maxLength: 500 } }
+      }
+    }
+  }, async (request) => {
+    const { topic, text } = request.body
+    const id = await app.sse.publish('board:' + topic, { event: 'post', data: { text, at: formatTime() } })
+    return { id }
   })
 }
 
-const PAGE_FILES = {
-  '/': ['index.html', 'text/html; charset=utf-8'],
-  '/app.js': ['app.js', 'text/javascript; charset=utf-8'],
-  '/seed-client.js': ['seed-client.js', 'text/javascript; charset=utf-8'],
-  '/style.css': ['style.css', 'text/css; charset=utf-8']
+/**
+ * Lets the page cut its own connections, to show a resume. A request whose URL has `?client=<id>`
+ * is remembered until it ends; POST /drop/:client destroys the sockets of that client's open
+ * requests, as a network failure would, and answers `{ dropped }` (404 when it has none).
+ * Wrapped with fastify-plugin: its hook sees the routes of the whole app.
+ */
+export const dropRoutes = fp(async function dropRoutes (app) {
+  const clients = new Map()
+  app.addHook('onRequest', async (request, reply) => {
+    const client = request.query.client
+    if (typeof client !== 'string' || client === '') return
+    const open = clients.get(client) ?? new Set()
+    clients.set(client, open)
+    const res = reply.raw
+    open.add(res)
+    // The response's close: it ended, or its connection did (the request's comes too early).
+    res.once('close', () => {
+      open.delete(res)
+      if (open.size === 0) clients.delete(client)
+    })
+  })
+  app.post('/drop/:client', async (request, reply) => {
+    const open = clients.get(request.params.client)
+    if (open === undefined) return reply.code(404).send({ dropped: 0 })
+    const dropped = open.size
+    for (const res of open) res.socket?.destroy()
+    return { dropped }
+  })
+}, { name: 'demo-drop' })
+
+// The page's files and fetch-event-source's are read on each request: no caching, so an edit shows.
+const NO_CACHE = { cacheControl: false, setHeaders: (res) => res.setHeader('cache-control', 'no-cache') }
+
+/**
+ * Serves @microsoft/fetch-event-source's own ES module build from node_modules, under
+ * /vendor/fetch-event-source/. Its files import each other without an extension
+ * (`from './fetch'`), so a name without `.js` is served as the `.js` file.
+ */
+export async function vendorRoutes (app) {
+  const require = createRequire(import.meta.url)
+  const root = join(dirname(require.resolve('@microsoft/fetch-event-source/package.json')), 'lib', 'esm')
+  await app.register(fastifyStatic, {
+    root,
+    prefix: '/vendor/fetch-event-source/',
+    extensions: ['js'],
+    allowedPath: (path) => path.endsWith('.js') || !path.includes('.'),
+    decorateReply: false,
+    ...NO_CACHE
+  })
 }
 
 /** The page at `/` and its files, plain HTML, CSS and JS from examples/public/. */
 export async function pageRoutes (app) {
-  for (const [url, [file, type]] of Object.entries(PAGE_FILES)) {
-    const body = readFileSync(join(here, 'public', file), 'utf8')
-    app.get(url, (request, reply) => reply.type(type).header('cache-control', 'no-cache').send(body))
-  }
+  await app.register(fastifyStatic, { root: join(here, 'public'), decorateReply: false, ...NO_CACHE })
 }
 
 /**
- * Builds the demo app (not listening). Options: `interval` (ms between the seed's events),
- * `ticker` (see tickerRoutes), `logger` (Fastify's logger option).
+ * Builds the demo app (not listening). Options: `interval` and `retry` (the seed's, see
+ * seedRoutes), `ticker` (see tickerRoutes), `broadcast` (see broadcastRoutes), `logger`
+ * (Fastify's logger option).
  */
-export function buildDemo ({ interval = 1000, ticker = {}, logger = false } = {}) {
+export function buildDemo ({ interval = 1000, retry = 15000, ticker = {}, broadcast = {}, logger = false } = {}) {
   const app = Fastify({ logger })
   app.register(sse)
-  app.register(seedRoutes, { interval })
+  app.register(dropRoutes)
+  app.register(seedRoutes, { interval, retry })
   app.register(tickerRoutes, ticker)
+  app.register(broadcastRoutes, broadcast)
   app.register(vendorRoutes)
   app.register(pageRoutes)
   return app

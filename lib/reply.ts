@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import type { SseSink, SseSource, SseStreamOptions } from '../types/index.js'
-import type { EventObject } from './encoder.js'
+import { type EventObject, encodeComment } from './encoder.js'
 import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, FST_ERR_SSE_INVALID_TOPIC, describe } from './errors.js'
 import { resolveOptions } from './options.js'
 import { Sink } from './sink.js'
@@ -134,6 +134,8 @@ export function replyDecorators (registry: Registry): {
     }
     wake(this)
     if (stream.closed) return stream.done
+    // No blank line after it: fetch-event-source would fire an empty message for one.
+    if (subscription.comment !== undefined) stream.write(encodeComment(subscription.comment))
     // Priming: a client that drops before its first event still has a position to resume from.
     if (subscription.prime && stream.lastEventId === undefined) {
       stream.write('id: ' + formatId(topicsHash(names), start.positions) + '\n\n')

@@ -1,9 +1,6 @@
 // Real-browser tests: Debian's Chromium, driven by playwright-core, against real servers on
 // 127.0.0.1:0. Native EventSource, the seed's fetch-event-source client, and the demo page.
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { ServerResponse } from 'node:http'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Page } from 'playwright-core'
@@ -101,6 +98,15 @@ async function runSeedClient (page: Page, path: string) {
 
 const TIME = /^The time is \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/
 
+/** The seed's ids are hub positions of one run: `<ms>-<offset>`, offsets 1 to 6, times never decreasing. */
+function checkPositions (t: Test, ids: string[], prefix = '') {
+  const positions = ids.map((id) => /^(\d+)-(\d+)$/.exec(id.slice(prefix.length)))
+  t.ok(ids.every((id) => id.startsWith(prefix)) && positions.every((p) => p !== null), `positions: ${ids.join(' ')}`)
+  t.same(positions.map((p) => Number(p?.[2])), [1, 2, 3, 4, 5, 6], 'offsets 1 to 6')
+  const times = positions.map((p) => Number(p?.[1]))
+  t.ok(times.every((time, i) => i === 0 || time >= times[i - 1]!), 'times never decrease')
+}
+
 browserTest('native EventSource: the seed sequence arrives in order with its names, ids and data', async (t) => {
   const { page, errors } = await setup(t, async (app) => { await app.register(seedRoutes, { interval: 20 }) })
   const events = await page.evaluate(() => new Promise<Array<{ type: string, id: string, data: string }>>((resolve, reject) => {
@@ -121,21 +127,24 @@ browserTest('native EventSource: the seed sequence arrives in order with its nam
     })
   }))
   t.same(events.map((e) => e.type), ['error', 'error', 'error', 'message', 'message', 'end'])
-  t.same(events.map((e) => e.id), Array(6).fill('123'))
+  checkPositions(t, events.map((e) => e.id))
   t.same(events.slice(0, 3).map((e) => e.data), Array(3).fill('system has some error.'))
   t.match(events[3]!.data, TIME)
   t.match(events[4]!.data, TIME)
   t.equal(events[5]!.data, 'The end')
 
-  // Every frame, the final `end` included, carries id 123 and retry 15000.
+  // The resume URL first, then every frame, the final `end` included, carries retry 15000 and a
+  // hub position as its id; the id-only frame after `end` is the hub's end of the stream.
   const body: string = await page.evaluate(async () => (await window.fetch('/sse')).text())
   const frames = body.split('\n\n').filter((f) => f !== '')
-  t.equal(frames.length, 6)
-  for (const frame of frames) {
+  t.equal(frames.length, 7)
+  t.match(frames[0], /^: resume=\/sse\/[0-9a-f-]{36}\nevent: error\n/)
+  for (const frame of frames.slice(0, 6)) {
     t.match(frame, /^retry: 15000$/m)
-    t.match(frame, /^id: 123$/m)
+    t.match(frame, /^id: \d+-[1-6]$/m)
   }
-  t.equal(frames[5], 'event: end\nretry: 15000\nid: 123\ndata: The end')
+  t.match(frames[5], /^event: end\nretry: 15000\ndata: The end\nid: \d+-6$/)
+  t.match(frames[6], /^id: \d+-7$/)
   t.same(errors, [])
 })
 
@@ -260,7 +269,7 @@ browserTest('fetch-event-source (seed code): the POST with a JSON body receives 
   t.equal(result.outcome, 'resolved', 'stopped by the end event')
   t.same(result.states, ['open', 'ended'], 'onopen passed, no retry')
   t.same(result.events.map((e) => e.event), ['error', 'error', 'error', '', '', 'end'])
-  t.same(result.events.map((e) => e.id), Array(6).fill('123'))
+  checkPositions(t, result.events.map((e) => e.id))
   t.match(result.events[3]!.data, TIME)
   t.equal(result.events[5]!.data, 'The end')
   const requests = seen.filter((s) => s.url === '/sse')
@@ -376,7 +385,7 @@ browserTest('fetch-event-source (seed code): the retry option gives no empty mes
   t.same(result.events.map((e) => [e.event, e.id, e.data]), [['', '1', 'first'], ['end', '', '']])
 })
 
-browserTest('demo page: renders both clients and the ticker in the DOM, and takes the README screenshot', async (t) => {
+browserTest('demo page: renders both seed clients and the ticker in the DOM', async (t) => {
   const app = buildDemo({
     interval: 150,
     ticker: { every: 40, perConnection: 3, limit: 9, retry: 500, heartbeat: 100, idle: 350 }
@@ -401,7 +410,7 @@ browserTest('demo page: renders both clients and the ticker in the DOM, and take
   for (const id of ['seed-native', 'seed-fetch']) {
     const seed = await rows(id)
     t.same(seed.map((r) => r[0]), ['error', 'error', 'error', 'message', 'message', 'end'], `${id}: names`)
-    t.same(seed.map((r) => r[1]), Array(6).fill('#123'), `${id}: ids`)
+    checkPositions(t, seed.map((r) => r[1]!), '#')
     t.same(seed.slice(0, 3).map((r) => r[2]), Array(3).fill('system has some error.'), `${id}: error data`)
     t.match(seed[3]![2], TIME)
     t.equal(seed[5]![2], 'The end')
@@ -425,16 +434,6 @@ browserTest('demo page: renders both clients and the ticker in the DOM, and take
   t.match(raw, /Last-Event-ID: 9\)\n< 204 No Content/, 'the last reconnect got 204')
   t.equal((raw.match(/^< 200 OK text\/event-stream$/gm) ?? []).length, 3)
 
-  // The README's picture is rewritten only on request (SSE_UPDATE_SCREENSHOT=1), so that a test
-  // run leaves the work tree clean.
-  const png = process.env.SSE_UPDATE_SCREENSHOT === '1'
-    ? fileURLToPath(new URL('../docs/demo.png', import.meta.url))
-    : join(tmpdir(), `fastify-sse-stream-demo-${process.pid}.png`)
-  const shot = await page.screenshot({ path: png, fullPage: true })
-  t.ok(shot.length > 10_000, `screenshot written to ${png} (${shot.length} bytes)`)
-
-  // Readable on a phone: at 390 px nothing is wider than the screen.
-  await page.setViewportSize({ width: 390, height: 844 })
-  t.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no horizontal scroll at 390 px')
+  // The broadcast panel, the README screenshot and the phone-width check: test/browser-hub.test.ts.
   t.same(errors, [])
 })

@@ -1,5 +1,5 @@
-// The demo page: four live panels, no framework. Each panel shows its connection state, a
-// reconnect counter, and every event with its name, id and data.
+// The demo page: four live panels and a broadcast panel, no framework. Each panel shows its
+// connection state, a reconnect counter, and every event with its name, id and data.
 import { runSeedClient } from '/seed-client.js'
 
 function panel (id) {
@@ -55,12 +55,18 @@ function panel (id) {
   }
 }
 
-// The seed's stream with the browser's own EventSource (GET).
+/** A random hex key (crypto.randomUUID() needs a secure context, which a LAN address is not). */
+function randomKey (bytes = 16) {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+// The seed's stream with the browser's own EventSource (GET), by a key of the page's own: the
+// browser reconnects to the same URL, which resumes the same work.
 const seedNative = panel('seed-native')
 seedNative.run(() => {
   const p = seedNative
   p.setState('connecting')
-  const es = new EventSource('/sse')
+  const es = new EventSource(`/sse/${randomKey()}`)
   es.onopen = () => p.setState('open')
   es.onmessage = (e) => p.add('message', e.lastEventId, e.data)
   // The seed names three events `error`: they reach the same listener as connection errors.
@@ -190,4 +196,58 @@ wire.run(() => {
     if (!ctrl.signal.aborted) wire.setState('failed', `failed: ${err.message}`)
   })
   return () => ctrl.abort()
+})
+
+// The broadcast panel: two subscribers of one topic, a publish form, and a drop button each.
+const TOPIC = 'demo'
+const board = document.getElementById('broadcast')
+board.dataset.state = 'open'
+
+function subscriber (id) {
+  const p = panel(id)
+  const lastId = p.root.querySelector('.last-id')
+  // The server knows this connection by the client id in its URL: POST /drop/<client> cuts it.
+  const client = `${id}-${randomKey(4)}`
+  p.root.dataset.client = client
+  p.setState('connecting')
+  const es = new EventSource(`/topics/${TOPIC}?client=${client}`)
+  es.onopen = () => p.setState('open')
+  es.addEventListener('post', (e) => {
+    const { text, at } = JSON.parse(e.data)
+    p.add('post', e.lastEventId, `${text} · ${at}`)
+    lastId.textContent = e.lastEventId
+  })
+  // Told in-band when the position could not be served (history trimmed, say).
+  es.addEventListener('sse-reset', (e) => p.add('sse-reset', e.lastEventId, e.data))
+  es.onerror = () => {
+    if (es.readyState === EventSource.CONNECTING) {
+      p.reconnected()
+      p.setState('reconnecting')
+      const from = lastId.textContent === 'none' ? 'the position it was primed with' : lastId.textContent
+      p.note(`connection lost; reconnecting with Last-Event-ID ${from}`)
+    } else {
+      p.setState('failed', 'closed')
+    }
+  }
+  p.root.querySelector('.drop').addEventListener('click', async () => {
+    const res = await fetch(`/drop/${client}`, { method: 'POST' })
+    if (!res.ok) p.note(`drop: HTTP ${res.status} (not connected)`)
+  })
+}
+subscriber('sub-a')
+subscriber('sub-b')
+
+const form = board.querySelector('.publish')
+const published = board.querySelector('.published')
+let publishes = 0
+form.addEventListener('submit', async (e) => {
+  e.preventDefault()
+  const res = await fetch('/publish', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ topic: TOPIC, text: form.elements.text.value })
+  })
+  const body = await res.json()
+  published.textContent = res.ok ? `published #${body.id}` : `failed: ${body.message}`
+  published.dataset.count = String(++publishes)
 })

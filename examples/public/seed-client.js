@@ -1,7 +1,9 @@
 // The seed's front end, kept as written: POST with a JSON body, the exact content-type check in
 // onopen, RetriableError versus FatalError, and onclose throwing RetriableError so that a
-// closed stream is retried. Added: hooks for the page (onEvent, onState), error messages, and a
-// stop on the `end` event, after which the seed's stream has nothing more to say.
+// closed stream is retried. Added: hooks for the page (onEvent, onState), error messages, a stop
+// on the `end` event, after which the seed's stream has nothing more to say (and nothing after it
+// is handed on), and optional extra request headers (an `Idempotency-Key`, with which every
+// retry resumes the same work).
 import { fetchEventSource, EventStreamContentType } from '/vendor/fetch-event-source/index.js'
 
 export class RetriableError extends Error {}
@@ -11,12 +13,13 @@ export class FatalError extends Error {}
  * Runs the seed's client against `url`. Returns `{ ctrl, done }`: `ctrl.abort()` stops it,
  * `done` resolves when it stopped (the `end` event, or abort) and rejects with a FatalError.
  */
-export function runSeedClient (url, { body = { foo: 'bar' }, onEvent = () => {}, onState = () => {} } = {}) {
+export function runSeedClient (url, { body = { foo: 'bar' }, headers = {}, onEvent = () => {}, onState = () => {} } = {}) {
   const ctrl = new AbortController()
   const done = fetchEventSource(url, {
     method: 'POST',
     headers: {
-      'Content-Type': 'application/json'
+      'Content-Type': 'application/json',
+      ...headers
     },
     body: JSON.stringify(body),
     signal: ctrl.signal,
@@ -39,6 +42,9 @@ export function runSeedClient (url, { body = { foo: 'bar' }, onEvent = () => {},
       }
     },
     onmessage (msg) {
+      // Stopped (below, on `end`): fetch-event-source still parses the rest of the chunk it holds,
+      // such as the id-only frame that closes a hub stream, and would hand it on as a message.
+      if (ctrl.signal.aborted) return
       onEvent(msg)
       // if the server emits an error message, throw an exception
       // so it gets handled by the onerror callback below:

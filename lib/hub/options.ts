@@ -40,12 +40,18 @@ export interface SubscribeOptions<E extends EventObject = EventObject> {
   prime?: boolean
   /** A cursor more events behind than this is reset as `too-far` instead of replayed. @default Infinity */
   maxReplay?: number
+  /**
+   * A comment sent at the start of every stream of this subscription, before any event: `: <text>`
+   * lines with no blank line, so that no client dispatches anything for it (a resume URL, say).
+   */
+  comment?: string
 }
 
 export interface ResolvedSubscribe extends Subscription {
   readonly from: 'live' | 'oldest'
   readonly prime: boolean
   readonly maxReplay: number
+  readonly comment: string | undefined
 }
 
 const POLICIES: readonly SubscribePolicy[] = ['catch-up', 'disconnect', 'skip-to-head', 'conflate']
@@ -110,6 +116,7 @@ export function resolveSubscribe (options: SubscribeOptions | undefined, resetEv
   if (reset !== 'continue' && reset !== 'close') invalid('reset', "'continue' or 'close'", reset)
   const prime = o.prime ?? true
   if (typeof prime !== 'boolean') invalid('prime', 'a boolean', prime)
+  if (o.comment !== undefined && typeof o.comment !== 'string') invalid('comment', 'a string', o.comment)
   return {
     from,
     policy,
@@ -123,6 +130,7 @@ export function resolveSubscribe (options: SubscribeOptions | undefined, resetEv
     reset,
     resetEvent,
     prime,
-    maxReplay: count('maxReplay', o.maxReplay, Infinity, 0)
+    maxReplay: count('maxReplay', o.maxReplay, Infinity, 0),
+    comment: o.comment
   }
 }
