@@ -42,9 +42,6 @@ export function runSeedClient (url, { body = { foo: 'bar' }, headers = {}, onEve
       }
     },
     onmessage (msg) {
-      // Stopped (below, on `end`): fetch-event-source still parses the rest of the chunk it holds,
-      // such as the id-only frame that closes a hub stream, and would hand it on as a message.
-      if (ctrl.signal.aborted) return
       onEvent(msg)
       // if the server emits an error message, throw an exception
       // so it gets handled by the onerror callback below:

@@ -238,7 +238,8 @@ export class Hub implements BrokerHost, SubscriberHost {
       // An id this subscription never gave, or one the plugin refused (too long, say).
       if (lastEventId !== undefined || invalidId) resets.fill('unknown')
     }
-    const over = logs.every((log, i) => log.ended && resets[i] === undefined && positions[i]!.o >= log.head.o)
+    // Over: every topic ended, and the client has its last event (the end marker is not sent).
+    const over = logs.every((log, i) => log.ended && resets[i] === undefined && positions[i]!.o >= log.head.o - 1)
     return { positions, resets, over, unknown: cursors === undefined ? lastEventId ?? '' : undefined }
   }
 

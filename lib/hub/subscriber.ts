@@ -150,7 +150,11 @@ export class Subscriber implements Producer {
           }
           position = this.positions[i]!
         }
-        if (position.o >= log.head.o) continue
+        if (position.o >= log.head.o) {
+          // Moved to the end of a finished stream by a reset: nothing follows.
+          if (log.ended) this.end(i)
+          continue
+        }
         let window: Iterable<Entry>
         if (policy === 'conflate' && log.head.o - position.o > 1) window = this.conflated(log, position)
         else window = this.range(log, position)
@@ -160,19 +164,18 @@ export class Subscriber implements Producer {
             break
           }
           this.positions[i] = entry
+          // The end marker writes nothing: a client whose last id is the stream's last event has
+          // all of it, and gets 204 if it comes back (an id-only frame would be an empty message
+          // to fetch-event-source).
           if (entry.end) {
-            this.ended ??= this.logs.map(() => false)
-            this.ended[i] = true
-            this.endedTopics++
-          } else if (filter !== undefined && !filter(entry.event!, log.name)) {
-            continue
-          } else {
-            events++
+            this.end(i)
+            break
           }
+          if (filter !== undefined && !filter(entry.event!, log.name)) continue
+          events++
           const frame = this.logs.length === 1 ? entry.frame : this.multiFrame(entry)
           parts.push(frame)
           size += frame.length
-          if (entry.end) break
         }
         if (this.positions[i]!.o < log.head.o && this.ended?.[i] !== true) more = true
       }
@@ -182,13 +185,21 @@ export class Subscriber implements Producer {
       stream.close('error')
       return
     }
+    let ok = true
     if (parts.length > 0) {
-      const ok = stream.writeFrames(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), events)
+      ok = stream.writeFrames(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), events)
       if (closeAfter) return stream.close('reset')
-      if (this.endedTopics === this.logs.length) return stream.close('done')
-      if (!ok) return stream.whenDrained()
     }
+    if (this.endedTopics === this.logs.length) return stream.close('done')
+    if (!ok) return stream.whenDrained()
     if (more) this.host.schedule(this)
+  }
+
+  /** Topic `i` reached its end marker. */
+  private end (i: number): void {
+    this.ended ??= this.logs.map(() => false)
+    this.ended[i] = true
+    this.endedTopics++
   }
 
   private * range (log: TopicLog, position: Position): Generator<Entry> {
