@@ -17,7 +17,6 @@ export interface RedisClient extends EventEmitter {
   duplicate (override?: Record<string, unknown>): RedisClient
   evalsha (sha: string, keys: number, ...args: Array<string | Buffer | number>): Promise<unknown>
   eval (script: string, keys: number, ...args: Array<string | Buffer | number>): Promise<unknown>
-  evalshaBuffer (sha: string, keys: number, ...args: Array<string | Buffer | number>): Promise<unknown>
   xrevrangeBuffer (key: string, end: string, start: string, count: 'COUNT', n: number): Promise<unknown>
   xreadBuffer (...args: Array<string | number>): Promise<unknown>
   xrangeBuffer (key: string, start: string, end: string, count: 'COUNT', n: number): Promise<unknown>
@@ -104,7 +103,23 @@ function toStored (raw: unknown): Stored {
     else if (name === 'e') event = JSON.parse(fields[i + 1]!.toString()) as EventObject
     else if (name === 'x') end = true
   }
-  return end ? { t: position.t, o: position.o, body, event, end } : { t: position.t, o: position.o, body, event }
+  if (end) return { t: position.t, o: position.o, body, end }
+  return { t: position.t, o: position.o, body, event: event ?? parseBody(body) }
+}
+
+/** An event stored without its JSON (`storeEvent: false`), read back from its fields: `data` is text. */
+function parseBody (body: Buffer): EventObject {
+  const event: EventObject = {}
+  for (const line of body.toString().split('\n')) {
+    if (line === '') continue
+    const colon = line.indexOf(':')
+    const field = line.slice(0, colon)
+    const value = line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1))
+    if (field === 'data') event.data = event.data === undefined ? value : event.data as string + '\n' + value
+    else if (field === 'event') event.event = value
+    else if (field === '') event.comment = event.comment === undefined ? value : event.comment + '\n' + value
+  }
+  return event
 }
 
 /** An XREAD reply as [key, entries] pairs: RESP2 nests them, RESP3 (mapped the legacy way) may not. */
@@ -192,12 +207,16 @@ export class RedisBroker implements HubBroker {
     this.block = ms('block', options.block, 5000, 10)
     this.grace = ms('grace', options.grace, 2000, 10)
     this.timeout = ms('timeout', options.timeout, 5000, 10)
-    this.wakeKey = this.base('') + ':w:' + randomBytes(9).toString('base64url')
+    this.wakeKey = (this.byPrefix ? '{' + prefix + '}' : prefix) + ':w:' + randomBytes(9).toString('base64url')
   }
 
-  /** Keys of a topic: `<prefix>{<topic>}:s` (or `{<prefix>}<topic>}:s`, one slot for all). */
+  /**
+   * A topic's keys start `<prefix>{<topic>}` (or `{<prefix>}<topic>}`, one slot for all), then
+   * `:s` (its stream), `:m` (its head) or `:r:<key>` (an idempotency key). Neither a prefix nor an
+   * idempotency key holds a brace, so no two topics' keys meet.
+   */
   private base (topic: string): string {
-    return this.byPrefix ? '{' + this.prefix + '}' + topic : this.prefix + '{' + topic + '}'
+    return this.byPrefix ? '{' + this.prefix + '}' + topic + '}' : this.prefix + '{' + topic + '}'
   }
 
   attach (host: BrokerHost): void {
@@ -237,9 +256,8 @@ export class RedisBroker implements HubBroker {
     })
   }
 
-  private script (target: RedisClient, script: Script, keys: string[], args: Array<string | Buffer | number>, buffers = false): Promise<unknown> {
-    const sha = buffers ? target.evalshaBuffer(script.sha, keys.length, ...keys, ...args) : target.evalsha(script.sha, keys.length, ...keys, ...args)
-    return sha.catch((error: unknown) => {
+  private script (target: RedisClient, script: Script, keys: string[], args: Array<string | Buffer | number>): Promise<unknown> {
+    return target.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
       if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
       return target.eval(script.source, keys.length, ...keys, ...args)
     })
@@ -248,8 +266,8 @@ export class RedisBroker implements HubBroker {
   append (topic: string, record: BrokerRecord): Promise<Position> {
     if (this.closed) return Promise.reject(new Error('the Redis broker is closed'))
     const base = this.base(topic)
-    const keys = [base + '}:s', base + '}:m']
-    if (record.key !== undefined) keys.push(base + '}:r:' + record.key)
+    const keys = [base + ':s', base + ':m']
+    if (record.key !== undefined) keys.push(base + ':r:' + record.key)
     const event = this.storeEvent && record.event !== undefined ? JSON.stringify(record.event) : ''
     const args = [record.body, event, record.end === true ? '1' : '0', this.maxLen, this.maxAge, this.ttl, this.metaTtl, this.idempotencyTtl]
     this.stats.publishes++
@@ -270,7 +288,7 @@ export class RedisBroker implements HubBroker {
   }
 
   private async syncing (topic: string, count: number): Promise<void> {
-    const key = this.base(topic) + '}:s'
+    const key = this.base(topic) + ':s'
     for (let attempt = 0; !this.closed; attempt++) {
       const head = this.host!.head(topic)
       try {
@@ -296,7 +314,7 @@ export class RedisBroker implements HubBroker {
   watch (topic: string, from: Position): void {
     if (this.closed || this.watched.has(topic)) return
     const base = this.base(topic)
-    const watched: Watched = { topic, stream: base + '}:s', meta: base + '}:m', last: formatPosition(from) }
+    const watched: Watched = { topic, stream: base + ':s', meta: base + ':m', last: formatPosition(from) }
     this.watched.set(topic, watched)
     this.byKey.set(watched.stream, watched)
     this.setChanged()
@@ -334,7 +352,7 @@ export class RedisBroker implements HubBroker {
   }
 
   range (topic: string, from: Position, limit: number): Promise<readonly Stored[]> {
-    const key = this.base(topic) + '}:s'
+    const key = this.base(topic) + ':s'
     return this.command(() => this.client.xrangeBuffer(key, '(' + formatPosition(from), '+', 'COUNT', limit))
       .then((raw) => (raw as unknown[]).map(toStored))
   }
@@ -456,8 +474,12 @@ export class RedisBroker implements HubBroker {
         if (last.o === 0 || here === 1 || (head.o === last.o && head.t === last.t)) return
         this.stats.losses++
         this.warn('Redis lost part of a topic\'s history; its subscribers are told', { topic: w.topic, last: w.last, head: formatPosition(head) })
-        w.last = formatPosition(head)
-        if (this.watched.get(w.topic) === w) this.host!.lost(w.topic, head.o === 0 ? ORIGIN : head)
+        // A head behind the last event read: another history, read from its start (what was
+        // published in it since is not skipped). The last event gone from a longer history: the
+        // reader fell behind its trimming, and goes on from the head.
+        const fresh = head.o < last.o || head.o === last.o
+        w.last = fresh ? '0-0' : formatPosition(head)
+        if (this.watched.get(w.topic) === w) this.host!.lost(w.topic, fresh ? ORIGIN : head)
       })
     }
   }

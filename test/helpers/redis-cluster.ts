@@ -125,7 +125,7 @@ export class Reader {
 
   /** The data of the events received (resets excluded), parsed. */
   get values (): unknown[] {
-    return this.frames.filter((f) => f.event === undefined).map((f) => JSON.parse(f.data!))
+    return this.frames.filter((f) => f.event === undefined).map((f) => /^[\d"{[]/.test(f.data!) ? JSON.parse(f.data!) : f.data)
   }
 
   get resets (): Array<Record<string, string>> {
