@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { EventObject, SsePluginOptions } from './types/index.js'
+import type { EventObject, PublishOptions, SsePluginOptions } from './types/index.js'
 import { cachedLastEventId, kLastEventId } from './lib/last-event-id.js'
 import { DEFAULTS, resolveOptions } from './lib/options.js'
 import { replyDecorators } from './lib/reply.js'
@@ -23,7 +23,7 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
   const { sse, sseSink, sseSubscribe } = replyDecorators(registry)
 
   fastify.decorate('sse', {
-    publish: (topic: string, event: EventObject) => hub.publish(topic, event),
+    publish: (topic: string, event: EventObject, options?: PublishOptions) => hub.publish(topic, event, options),
     pipe: (topic: string, source: Parameters<Hub['pipe']>[1]) => hub.pipe(topic, source)
   })
   fastify.decorateReply('sse', sse)

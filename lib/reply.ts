@@ -6,7 +6,7 @@ import { resolveOptions } from './options.js'
 import { Sink } from './sink.js'
 import { SourcePump, dropSource, isIterable, isThenable } from './source.js'
 import { beforeOpen, refuse, wake, wasRefused } from './sse-route.js'
-import { MAX_TOPICS, checkTopic } from './hub/hub.js'
+import { MAX_TOPICS, type Start, checkTopic } from './hub/hub.js'
 import { type SubscribeOptions, resolveSubscribe } from './hub/options.js'
 import { formatId, topicsHash } from './hub/position.js'
 import { type Registry, SseStream } from './stream.js'
@@ -20,6 +20,9 @@ function createStream (registry: Registry, reply: FastifyReply, callOptions: Sse
   // With the request's logger, so that a per-call retry below the floor is warned about (with its reqId).
   return new SseStream(registry, reply.request, reply.raw, resolveOptions(registry.options, callOptions, reply.log, true))
 }
+
+// How long a new subscription's response waits for a shared broker before it opens anyway.
+const SYNC_WAIT = 1000
 
 function checkTopics (topics: unknown): string[] {
   const names = typeof topics === 'string' ? [topics] : topics
@@ -117,31 +120,75 @@ export function replyDecorators (registry: Registry): {
 
   function sseSubscribe (this: FastifyReply, topics: string | readonly string[], callOptions?: SubscribeOptions & SseStreamOptions): Promise<void> {
     if (wasRefused(this)) return Promise.resolve()
+    const reply = this
     const hub = registry.hub
-    const { stream, names, subscription, start } = beforeOpen(this, () => {
+    const { stream, names, subscription } = beforeOpen(this, () => {
       const names = checkTopics(topics)
       const subscription = resolveSubscribe(callOptions, hub.resetEvent)
       const stream = createStream(registry, this, callOptions)
-      const start = hub.start(names, stream.lastEventId, refusedId(this, stream), subscription.from, subscription.maxReplay)
-      // A stream that is over (a piped stream the client has whole): 204, which ends EventSource.
-      if (start.over) this.code(204)
-      if (!registry.closing) stream.open(this)
-      return { stream, names, subscription, start }
+      return { stream, names, subscription }
     })
-    if (registry.closing) {
-      stream.refused(refuse(registry, this))
+    const pending = hub.prepare(names, stream.lastEventId)
+    if (pending === undefined) return begin(false)
+    // A broker shared by several processes brings the topics up to date first. The response waits
+    // for it a moment, so that a finished topic can still be answered 204; past that (the broker
+    // is out of reach), the stream opens and its heartbeats run while it waits on.
+    let opened = false
+    let failure: { error: unknown } | undefined
+    const timer = setTimeout(() => {
+      if (registry.closing || wasRefused(reply)) return
+      try {
+        beforeOpen(reply, () => open())
+        opened = true
+        wake(reply)
+      } catch (error) {
+        failure = { error }
+      }
+    }, SYNC_WAIT)
+    return pending.then(() => {
+      clearTimeout(timer)
+      if (failure !== undefined) throw failure.error
+      return begin(opened)
+    })
+
+    /** Opens the stream, with its comment line first (no blank line: fetch-event-source would fire an empty message for one). */
+    function open (): void {
+      stream.open(reply)
+      if (subscription.comment !== undefined && !stream.closed) stream.write(encodeComment(subscription.comment))
+    }
+
+    function begin (opened: boolean): Promise<void> {
+      if (wasRefused(reply)) return Promise.resolve()
+      let start: Start
+      if (opened) {
+        if (stream.closed) return stream.done
+        start = hub.start(names, stream.lastEventId, refusedId(reply, stream), subscription.from, subscription.maxReplay)
+        if (start.over) {
+          stream.close('done')
+          return stream.done
+        }
+      } else {
+        start = beforeOpen(reply, () => {
+          const start = hub.start(names, stream.lastEventId, refusedId(reply, stream), subscription.from, subscription.maxReplay)
+          // A stream that is over (a piped stream the client has whole): 204, which ends EventSource.
+          if (start.over) reply.code(204)
+          if (!registry.closing) open()
+          return start
+        })
+        if (registry.closing) {
+          stream.refused(refuse(registry, reply))
+          return stream.done
+        }
+        wake(reply)
+        if (stream.closed) return stream.done
+      }
+      // Priming: a client that drops before its first event still has a position to resume from.
+      if (subscription.prime && stream.lastEventId === undefined) {
+        stream.write('id: ' + formatId(topicsHash(names), start.positions) + '\n\n')
+      }
+      hub.subscribe(stream, names, start, subscription)
       return stream.done
     }
-    wake(this)
-    if (stream.closed) return stream.done
-    // No blank line after it: fetch-event-source would fire an empty message for one.
-    if (subscription.comment !== undefined) stream.write(encodeComment(subscription.comment))
-    // Priming: a client that drops before its first event still has a position to resume from.
-    if (subscription.prime && stream.lastEventId === undefined) {
-      stream.write('id: ' + formatId(topicsHash(names), start.positions) + '\n\n')
-    }
-    hub.subscribe(stream, names, start, subscription)
-    return stream.done
   }
 
   return { sse, sseSink, sseSubscribe }

@@ -16,8 +16,9 @@ import type { HubOptions, SubscribeOptions } from '../lib/hub/options.js'
 import type { BrokerHost, BrokerRecord, HubBroker } from '../lib/hub/broker.js'
 import type { Position } from '../lib/hub/position.js'
 import type { Stored } from '../lib/hub/log.js'
+import type { PublishOptions } from '../lib/hub/hub.js'
 
-export type { EventObject, Serializer, HubOptions, SubscribeOptions, BrokerHost, BrokerRecord, HubBroker, Position, Stored }
+export type { EventObject, Serializer, HubOptions, SubscribeOptions, BrokerHost, BrokerRecord, HubBroker, Position, Stored, PublishOptions }
 
 /**
  * Declares the events a route sends: event name → type of `data`. Events sent without an
@@ -164,9 +165,10 @@ export interface SseHub {
   /**
    * Stores `event` in `topic`'s history and sends it to the topic's subscribers. Resolves with the
    * id it was given once stored. Rejects with a typed error for a bad topic or event (an event
-   * that brings its own `id`), or when the broker fails.
+   * that brings its own `id`), or when the broker fails. With an `idempotencyKey`, a broker that
+   * supports them (Redis) stores the event once per key and answers a retry with the first id.
    */
-  publish(topic: string, event: EventObject & { id?: undefined }): Promise<string>
+  publish(topic: string, event: EventObject & { id?: undefined }, options?: PublishOptions): Promise<string>
   /**
    * Runs a producer into `topic`, independently of any connection, and ends the topic with a
    * marker that ends its subscribers' streams cleanly. One per topic: a second call while one

@@ -8,8 +8,11 @@ export interface BrokerHost {
   head (topic: string): Position
   /** New events of a watched topic, oldest first, each right after the one before. */
   deliver (topic: string, entries: readonly Stored[]): void
-  /** The broker lost the topic's history (data loss, a failover): cursors into it are reset. */
-  lost (topic: string): void
+  /**
+   * The broker lost the topic's history (data loss, a failover): cursors into it are reset. With
+   * `head`, the topic goes on from there (the head of the history the broker holds now).
+   */
+  lost (topic: string, head?: Position): void
 }
 
 /** What the hub asks a broker to store. */
@@ -20,6 +23,8 @@ export interface BrokerRecord {
   readonly event?: EventObject | undefined
   /** The end of a piped stream. */
   readonly end?: boolean
+  /** An idempotency key: a broker that supports them stores an event once per key, and answers a repeat with the first position. */
+  readonly key?: string | undefined
 }
 
 /**
@@ -45,6 +50,14 @@ export interface HubBroker {
   range (topic: string, after: Position, limit: number): Promise<readonly Stored[]>
   /** Stops it; the plugin calls it when the app closes. */
   close (): Promise<void>
+  /**
+   * Optional, for brokers shared by several processes: delivers what the broker holds after the
+   * hub's head of `topic` (at most its newest `count` events), so that a topic this process does
+   * not watch yet, or one a client's cursor is ahead of, is current before the hub judges a cursor.
+   * It settles once done (or once the broker closes) and never rejects: while the broker is out of
+   * reach it keeps trying, and new subscribers wait.
+   */
+  sync? (topic: string, count: number): Promise<void>
 }
 
 /** The default broker: this process only. The hub's own bounded logs are its storage. */

@@ -1,9 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { type EventObject, encodeEvent } from '../encoder.js'
-import { FST_ERR_SSE_BROKER, FST_ERR_SSE_HUB_CLOSED, FST_ERR_SSE_ID_ASSIGNED, FST_ERR_SSE_INVALID_EVENT, FST_ERR_SSE_INVALID_TOPIC, describe } from '../errors.js'
+import { FST_ERR_SSE_BROKER, FST_ERR_SSE_HUB_CLOSED, FST_ERR_SSE_ID_ASSIGNED, FST_ERR_SSE_INVALID_EVENT, FST_ERR_SSE_INVALID_OPTION, FST_ERR_SSE_INVALID_TOPIC, describe } from '../errors.js'
 import { isIterable, isThenable } from '../source.js'
 import type { SseStream } from '../stream.js'
-import type { BrokerHost, HubBroker } from './broker.js'
+import type { BrokerHost, BrokerRecord, HubBroker } from './broker.js'
 import { type Retention, type Stored, TopicLog } from './log.js'
 import { ORIGIN, type Position, formatPosition, parseId, topicsHash } from './position.js'
 import { type ResetReason, Subscriber, type SubscriberHost, type Subscription } from './subscriber.js'
@@ -37,6 +37,28 @@ export function checkTopic (topic: unknown): string {
     throw new FST_ERR_SSE_INVALID_TOPIC(describe(topic))
   }
   return topic
+}
+
+/** Options of `app.sse.publish()`. */
+export interface PublishOptions {
+  /**
+   * Stores the event once per key (for a while): a publish retried with the same key resolves with
+   * the first one's id. Printable ASCII without braces, up to 200 characters. The memory broker
+   * ignores it: a publish there cannot fail halfway.
+   */
+  readonly idempotencyKey?: string | undefined
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7a|~]{1,200}$/
+
+function checkPublishOptions (options: unknown): string | undefined {
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null) throw new FST_ERR_SSE_INVALID_OPTION('publish options', 'an object', describe(options))
+  const key = (options as PublishOptions).idempotencyKey
+  if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
+    throw new FST_ERR_SSE_INVALID_OPTION('idempotencyKey', 'printable ASCII without braces, 1 to 200 characters', describe(key))
+  }
+  return key
 }
 
 type PipeSource = AsyncIterable<EventObject> | Iterable<EventObject>
@@ -95,9 +117,12 @@ export class Hub implements BrokerHost, SubscriberHost {
     for (const subscriber of log.subscribers) (subscriber as Subscriber).wake()
   }
 
-  lost (topic: string): void {
+  lost (topic: string, head?: Position): void {
     const log = this.topics.get(topic)
-    if (log !== undefined) this.dropHistory(log)
+    if (log === undefined) return
+    this.dropHistory(log)
+    // Readers are told at their next flush, from the head the broker holds now.
+    if (head !== undefined) log.head = head
   }
 
   private dropHistory (log: TopicLog): void {
@@ -147,22 +172,23 @@ export class Hub implements BrokerHost, SubscriberHost {
 
   // Publishing
 
-  publish (topic: string, event: EventObject): Promise<string> {
+  publish (topic: string, event: EventObject, options?: PublishOptions): Promise<string> {
     try {
       checkTopic(topic)
       if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new FST_ERR_SSE_INVALID_EVENT(describe(event))
       if (event.id !== undefined) throw new FST_ERR_SSE_ID_ASSIGNED(describe(event.id))
+      const key = checkPublishOptions(options)
       if (this.closed) throw new FST_ERR_SSE_HUB_CLOSED()
       // Without an id, a frame is its fields and a closing blank line: the body is the fields.
       const frame = encodeEvent(event)
       const body = Buffer.from(frame.endsWith('\n\n') ? frame.slice(0, -1) : frame)
-      return this.append(topic, { body, event })
+      return this.append(topic, key === undefined ? { body, event } : { body, event, key })
     } catch (error) {
       return Promise.reject(error)
     }
   }
 
-  private append (topic: string, record: { body: Buffer, event?: EventObject, end?: boolean }): Promise<string> {
+  private append (topic: string, record: BrokerRecord): Promise<string> {
     let stored: Promise<Position>
     try {
       stored = this.broker.append(topic, record)
@@ -217,6 +243,27 @@ export class Hub implements BrokerHost, SubscriberHost {
   }
 
   // Subscribing
+
+  /**
+   * What a shared broker must bring up to date before a subscription to `names` is judged: the
+   * topics no one here reads yet (their logs may be stale or empty), and those the client's cursor
+   * is ahead of (another process served it an event this one has yet to receive). Undefined when
+   * nothing is to wait for: the memory broker, or cursors within the logs of topics being read.
+   */
+  prepare (names: readonly string[], lastEventId: string | undefined): Promise<void> | undefined {
+    const broker = this.broker
+    if (broker.sync === undefined) return undefined
+    const cursors = lastEventId === undefined ? undefined : parseId(lastEventId, topicsHash(names), names.length)
+    const waits: Array<Promise<void>> = []
+    names.forEach((name, i) => {
+      const log = this.topics.get(name)
+      if (log === undefined || log.subscribers.size === 0 || (cursors !== undefined && cursors[i]!.o > log.head.o)) {
+        waits.push(broker.sync!(name, this.settings.history.size))
+      }
+    })
+    // A broker's sync never rejects; should one, the hub judges with what it holds.
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {}, () => {})
+  }
 
   /**
    * Where a subscription to `names` starts: after `lastEventId` when the client has one, else at the

@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs'
 
 const list = (dir) => readdirSync(new URL(`../../${dir}/`, import.meta.url)).filter((f) => f.endsWith('.ts')).map((f) => `${dir}/${f}`)
 // The plugin: index.ts and every folder of lib/ but the client's.
-const server = ['index.ts', ...list('lib'), ...list('lib/hub')]
+const server = ['index.ts', ...list('lib'), ...list('lib/hub'), ...list('lib/brokers')]
 const client = list('lib/client')
 
 export default function coverageMap (testFile) {
