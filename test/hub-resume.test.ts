@@ -237,6 +237,44 @@ t.test('several topics: one id carries every position; a resume replays exactly 
   r.destroy()
 })
 
+t.test('100 topics on one stream: a bounded id, and a resume that is exact', async (t) => {
+  const broker = probeBroker()
+  const { app } = await build(t, { heartbeat: false, hub: { broker } })
+  const topics = Array.from({ length: 100 }, (_, i) => `topic-${i}`)
+  app.get('/', (_req, reply) => reply.sseSubscribe(topics))
+  const url = await listen(app)
+  const c = await subscribe(url + '/')
+  await c.waitForFrames(1)
+  for (let round = 1; round <= 3; round++) {
+    for (const topic of topics) await app.sse.publish(topic, { data: `${topic}:${round}` })
+  }
+  await c.waitForFrames(301)
+  const longest = Math.max(...c.frames.map((f) => f.id!.length))
+  t.ok(longest < 100 * 16, `the longest id is ${longest} characters`)
+  t.equal(broker.hub.size, 100)
+  c.destroy()
+  await c.closed
+  // Resume from the middle (a flush writes topic after topic: later topics are still at their
+  // origin there) and from the end (every topic has a position: the longest id), with events
+  // published meanwhile on a few topics.
+  const since: string[] = []
+  for (const i of [150, 300]) {
+    const cursor = c.frames[i]!.id!
+    for (const topic of topics.slice(0, 10)) {
+      since.push(`${topic}:after-${i}`)
+      await app.sse.publish(topic, { data: `${topic}:after-${i}` })
+    }
+    const expected = c.frames.slice(i + 1).map((f) => f.data).concat(since)
+    const r = await subscribe(url + '/', { lastEventId: cursor })
+    await r.waitForFrames(1)
+    t.equal(r.frames.filter((f) => f.event === 'sse-reset').length, 0, `no reset from a cursor of ${cursor.length} characters`)
+    await r.waitForFrames(expected.length)
+    const events = r.frames.filter((f) => f.event === undefined && f.data !== undefined)
+    t.same(byTopic(events.map((f) => f.data)), byTopic(expected), 'exactly what came after the cursor, each topic in order')
+    r.destroy()
+  }
+})
+
 t.test('the npm eventsource client resumes a two-topic stream across server drops', async (t) => {
   const { app } = await build(t, { heartbeat: false })
   const drop = new Set<() => void>()
