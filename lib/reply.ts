@@ -9,6 +9,7 @@ import { beforeOpen, refuse, wake, wasRefused } from './sse-route.js'
 import { MAX_TOPICS, checkTopic } from './hub/hub.js'
 import { type SubscribeOptions, resolveSubscribe } from './hub/options.js'
 import { formatId, topicsHash } from './hub/position.js'
+import { readLastEventId } from './last-event-id.js'
 import { type Registry, SseStream } from './stream.js'
 
 function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
@@ -39,6 +40,19 @@ function refusedId (reply: FastifyReply, stream: SseStream): boolean {
   const query = stream.options.lastEventIdQuery
   const value = query === false ? undefined : (reply.request.query as Record<string, unknown> | undefined)?.[query]
   return value !== undefined && value !== ''
+}
+
+// The longest part of a hub id for one topic: 11 base-36 digits of time, a dash, 11 of offset, a comma.
+const ID_PART = 24
+
+/**
+ * The client's last event id when the plugin's `lastEventIdMaxLength` refused it but it may be an
+ * id this subscription gave: an id of n topics is up to 8 + 24 n characters (a 100-topic one is
+ * about 1.1 KB), so its own bound applies. Its parse stays bounded by that length.
+ */
+function longHubId (reply: FastifyReply, stream: SseStream, topics: number, maxLength: number): string | undefined {
+  const bound = 8 + ID_PART * topics
+  return bound > maxLength ? readLastEventId(reply.request, stream.options.lastEventIdQuery, bound) : undefined
 }
 
 /** The `reply.sse()`, `reply.sseSink()` and `reply.sseSubscribe()` decorators of one plugin instance. */
@@ -118,15 +132,16 @@ export function replyDecorators (registry: Registry): {
   function sseSubscribe (this: FastifyReply, topics: string | readonly string[], callOptions?: SubscribeOptions & SseStreamOptions): Promise<void> {
     if (wasRefused(this)) return Promise.resolve()
     const hub = registry.hub
-    const { stream, names, subscription, start } = beforeOpen(this, () => {
+    const { stream, names, subscription, start, lastEventId } = beforeOpen(this, () => {
       const names = checkTopics(topics)
       const subscription = resolveSubscribe(callOptions, hub.resetEvent)
       const stream = createStream(registry, this, callOptions)
-      const start = hub.start(names, stream.lastEventId, refusedId(this, stream), subscription.from, subscription.maxReplay)
+      const lastEventId = stream.lastEventId ?? longHubId(this, stream, names.length, registry.options.lastEventIdMaxLength)
+      const start = hub.start(names, lastEventId, lastEventId === undefined && refusedId(this, stream), subscription.from, subscription.maxReplay)
       // A stream that is over (a piped stream the client has whole): 204, which ends EventSource.
       if (start.over) this.code(204)
       if (!registry.closing) stream.open()
-      return { stream, names, subscription, start }
+      return { stream, names, subscription, start, lastEventId }
     })
     if (registry.closing) {
       stream.refused(refuse(registry, this))
@@ -135,7 +150,7 @@ export function replyDecorators (registry: Registry): {
     wake(this)
     if (stream.closed) return stream.done
     // Priming: a client that drops before its first event still has a position to resume from.
-    if (subscription.prime && stream.lastEventId === undefined) {
+    if (subscription.prime && lastEventId === undefined) {
       stream.write('id: ' + formatId(topicsHash(names), start.positions) + '\n\n')
     }
     hub.subscribe(stream, names, start, subscription)
