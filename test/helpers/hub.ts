@@ -90,7 +90,9 @@ export class SseReader {
   readonly req: http.ClientRequest
   private waiters = new Set<() => void>()
 
-  constructor (url: string, options: { lastEventId?: string, method?: string, body?: string, agent?: http.Agent } = {}, onFrame?: (frame: Frame) => void) {
+  private res: http.IncomingMessage | undefined
+
+  constructor (url: string, options: { lastEventId?: string, method?: string, body?: string, agent?: http.Agent, paused?: boolean } = {}, onFrame?: (frame: Frame) => void) {
     const headers: http.OutgoingHttpHeaders = { accept: 'text/event-stream' }
     if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId
     this.req = http.request(url, { method: options.method ?? 'GET', headers, agent: options.agent ?? false })
@@ -105,6 +107,8 @@ export class SseReader {
       this.req.on('response', (res) => {
         this.status = res.statusCode ?? 0
         this.headers = res.headers
+        this.res = res
+        if (options.paused === true) res.pause()
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => {
           const { frames, rest } = parseFrames(this.rest + chunk)
@@ -152,6 +156,11 @@ export class SseReader {
 
   destroy (): void {
     this.req.destroy()
+  }
+
+  /** Starts reading a reader opened with `paused: true` (the kernel's buffers held the rest). */
+  resume (): void {
+    this.res!.resume()
   }
 
   private wake (): void {
