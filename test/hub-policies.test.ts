@@ -37,6 +37,31 @@ t.test('catch-up: a reader that falls off the history is told (trimmed), then go
   slow.destroy()
 })
 
+t.test('disconnect: a reader lagging past its bound is closed; it resumes by id within the history', async (t) => {
+  const { app, logs } = await build(t, { heartbeat: false, writeTimeout: false })
+  app.get('/', (_req, reply) => reply.sseSubscribe('t', { policy: 'disconnect', lag: { events: 20 } }))
+  const url = await listen(app)
+  const slow = await subscribe(url + '/', { paused: true })
+  let closed = false
+  void logs.waitFor((l) => l.sse?.reason === 'overflow', 20_000).then(() => { closed = true })
+  const n = await flood(app, 't', 900, () => closed)
+  t.ok(closed, `closed after ${n} events`)
+  const info = await logs.waitFor((l) => typeof l.msg === 'string' && l.msg.includes('lagged past its bound'))
+  t.equal(info.topic, 't')
+  slow.resume()
+  await within(slow.closed, 5000, 'the slow client to see the end')
+  const first = checkOneTopic(slow.frames, undefined)
+  t.same(first.resets, [], 'no reset: the client is dropped, not told')
+  // Back in time: everything it missed is still held (1000 events by default).
+  await app.sse.publish('t', { data: 'after' })
+  const back = await subscribe(url + '/', { lastEventId: first.last })
+  await back.waitFor((f) => f.at(-1)?.data === 'after', 10_000, 'the resume to reach the head')
+  const resumed = checkOneTopic(back.frames, first.last)
+  t.same(resumed.resets, [])
+  t.equal(first.offsets.length + resumed.offsets.length, n + 1, 'every event once, across the drop')
+  back.destroy()
+})
+
 t.test('skip-to-head: a lagging reader gets an overflow reset, then the newest events', async (t) => {
   for (const lag of [{ events: 20 }, { bytes: 100_000 }]) {
     const { app, logs } = await build(t, { heartbeat: false, writeTimeout: false })
