@@ -38,7 +38,8 @@ t.test('catch-up: a reader that falls off the history is told (trimmed), then go
 })
 
 t.test('disconnect: a reader lagging past its bound is closed; it resumes by id within the history', async (t) => {
-  const { app, logs } = await build(t, { heartbeat: false, writeTimeout: false })
+  // A history that holds everything: the resume must be exact.
+  const { app, logs } = await build(t, { heartbeat: false, writeTimeout: false, hub: { history: { bytes: 32 * 1024 * 1024 } } })
   app.get('/', (_req, reply) => reply.sseSubscribe('t', { policy: 'disconnect', lag: { events: 20 } }))
   const url = await listen(app)
   const slow = await subscribe(url + '/', { paused: true })
@@ -52,7 +53,7 @@ t.test('disconnect: a reader lagging past its bound is closed; it resumes by id 
   await within(slow.closed, 5000, 'the slow client to see the end')
   const first = checkOneTopic(slow.frames, undefined)
   t.same(first.resets, [], 'no reset: the client is dropped, not told')
-  // Back in time: everything it missed is still held (1000 events by default).
+  // Back in time: everything it missed is still held.
   await app.sse.publish('t', { data: 'after' })
   const back = await subscribe(url + '/', { lastEventId: first.last })
   await back.waitFor((f) => f.at(-1)?.data === 'after', 10_000, 'the resume to reach the head')
