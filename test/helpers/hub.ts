@@ -210,9 +210,11 @@ export function checkOneTopic (frames: readonly Frame[], after: string | undefin
       if (frame.id !== reset.head) throw new Error(`reset id ${frame.id} is not its head ${reset.head}`)
       resets.push(reset)
     } else if (frame.data === undefined && frame.event === undefined) {
-      // The priming frame: a position only.
+      // A position only: the priming frame (where the client is), or a piped stream's end marker
+      // (the next position, which carries no event).
       if (frame.id === undefined) throw new Error('an empty frame')
-      if (expected !== undefined && offsetOf(frame.id) !== expected - 1) throw new Error(`a priming id ${frame.id} mid-stream`)
+      const o = offsetOf(frame.id)
+      if (expected !== undefined && o !== expected - 1 && o !== expected) throw new Error(`an id-only frame ${frame.id} where ${expected} was due`)
     } else {
       if (frame.id === undefined) throw new Error(`an event without an id: ${JSON.stringify(frame)}`)
       const o = offsetOf(frame.id)
