@@ -2,6 +2,7 @@
 // broker that fails, which must leave the event neither delivered nor stored), piped streams that
 // end their subscribers cleanly, and the 204 for a client that already has a whole ended stream.
 import t from 'tap'
+import { EventSource } from 'eventsource'
 import sse, { memoryBroker, type HubBroker } from '../index.js'
 import Fastify from 'fastify'
 import { build } from './helpers/stream.js'
@@ -144,4 +145,28 @@ t.test('a failing piped source is logged and still ends with the marker', async 
   t.same(c.frames.map((f) => f.data), [undefined, 'a', undefined], 'priming, the event, the marker')
   await app.sse.pipe('g', 'not iterable' as never)
   t.equal(logs.find('a piped source failed').length, 2, 'a source that is not iterable is logged too')
+})
+
+t.test('eventsource@4 stops at the end of a piped stream', async (t) => {
+  const { app } = await build(t, { heartbeat: false })
+  const requests: Array<string | undefined> = []
+  app.get('/job', (req, reply) => {
+    requests.push(req.headers['last-event-id'] as string | undefined)
+    return reply.sseSubscribe('job', { from: 'oldest', retry: 10 })
+  })
+  const url = await listen(app)
+  t.teardown(() => app.server.closeAllConnections())
+  await app.sse.pipe('job', [{ data: '1' }, { data: '2' }])
+  const es = new EventSource(url + '/job')
+  t.teardown(() => es.close())
+  const got: string[] = []
+  es.onmessage = (e) => got.push(e.data)
+  const stopped = deferred()
+  es.onerror = () => { if (es.readyState === es.CLOSED) stopped.resolve() }
+  // Bounded: a client that does not stop is seen reconnecting within this.
+  const stop = await within(stopped.promise, 3000, 'EventSource to stop').then(() => true, () => false)
+  es.close()
+  t.ok(stop, 'EventSource stopped by itself')
+  t.same(got, ['1', '2'])
+  t.ok(requests.length <= 2, `${requests.length} requests, with Last-Event-ID ${JSON.stringify([...new Set(requests)])}`)
 })
