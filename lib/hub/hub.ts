@@ -238,7 +238,10 @@ export class Hub implements BrokerHost, SubscriberHost {
       // An id this subscription never gave, or one the plugin refused (too long, say).
       if (lastEventId !== undefined || invalidId) resets.fill('unknown')
     }
-    const over = logs.every((log, i) => log.ended && resets[i] === undefined && positions[i]!.o >= log.head.o)
+    // The head of an ended topic is its marker, which carries no event: a client one before it has
+    // everything. (Clients that ignore an id-only frame, eventsource@4 and fetch-event-source among
+    // them, never take the marker's own id and would be sent it again after every reconnect.)
+    const over = logs.every((log, i) => log.ended && resets[i] === undefined && positions[i]!.o >= log.head.o - 1)
     return { positions, resets, over, unknown: cursors === undefined ? lastEventId ?? '' : undefined }
   }
 
