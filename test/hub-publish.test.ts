@@ -5,7 +5,7 @@ import t from 'tap'
 import { EventSource } from 'eventsource'
 import sse, { memoryBroker, type HubBroker } from '../index.js'
 import Fastify from 'fastify'
-import { build } from './helpers/stream.js'
+import { build, holdUntilClosing } from './helpers/stream.js'
 import { deferred, listen, within } from './helpers/http.js'
 import { checkOneTopic, offsetOf, subscribe } from './helpers/hub.js'
 
@@ -169,4 +169,33 @@ t.test('eventsource@4 stops at the end of a piped stream', async (t) => {
   t.ok(stop, 'EventSource stopped by itself')
   t.same(got, ['1', '2'])
   t.ok(requests.length <= 2, `${requests.length} requests, with Last-Event-ID ${JSON.stringify([...new Set(requests)])}`)
+})
+
+t.test('sseSubscribe refuses bad topics before taking the reply; Fastify answers the typed error', async (t) => {
+  const { app } = await build(t, { heartbeat: false })
+  const cases: Array<[string, unknown]> = [['empty', []], ['dup', ['a', 'a']], ['many', Array.from({ length: 257 }, (_, i) => `t${i}`)], ['bad', ['a', 'b\nc']], ['num', 42]]
+  for (const [path, topics] of cases) app.get('/' + path, (_req, reply) => reply.sseSubscribe(topics as string[]))
+  app.get('/opts', (_req, reply) => reply.sseSubscribe('a', { policy: 'conflate' }))
+  const url = await listen(app)
+  for (const [path] of cases) {
+    const res = await fetch(`${url}/${path}`)
+    t.equal(res.status, 500, path)
+    t.equal((await res.json() as { code: string }).code, 'FST_ERR_SSE_INVALID_TOPIC', path)
+  }
+  const res = await fetch(`${url}/opts`)
+  t.equal((await res.json() as { code: string }).code, 'FST_ERR_SSE_INVALID_OPTION', 'conflate without a key')
+})
+
+t.test('a subscription that arrives while the server closes gets the 503 of a late stream', async (t) => {
+  const { app } = await build(t, { heartbeat: false })
+  const gate = holdUntilClosing(app)
+  app.get('/', async (_req, reply) => {
+    await gate.hold()
+    return reply.sseSubscribe('t')
+  })
+  const url = await listen(app)
+  const c = await Promise.all([subscribe(url + '/'), gate.close(1).then(({ closed }) => closed)])
+  await c[0].closed
+  t.equal(c[0].status, 503)
+  t.equal(c[0].headers['retry-after'], '5')
 })
