@@ -9,6 +9,7 @@ import { beforeOpen, refuse, wake, wasRefused } from './sse-route.js'
 import { MAX_TOPICS, type Start, checkTopic } from './hub/hub.js'
 import { type SubscribeOptions, resolveSubscribe } from './hub/options.js'
 import { formatId, topicsHash } from './hub/position.js'
+import { readLastEventId } from './last-event-id.js'
 import { type Registry, SseStream } from './stream.js'
 
 function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
@@ -42,6 +43,19 @@ function refusedId (reply: FastifyReply, stream: SseStream): boolean {
   const query = stream.options.lastEventIdQuery
   const value = query === false ? undefined : (reply.request.query as Record<string, unknown> | undefined)?.[query]
   return value !== undefined && value !== ''
+}
+
+// The longest part of a hub id for one topic: 11 base-36 digits of time, a dash, 11 of offset, a comma.
+const ID_PART = 24
+
+/**
+ * The client's last event id when the plugin's `lastEventIdMaxLength` refused it but it may be an
+ * id this subscription gave: an id of n topics is up to 8 + 24 n characters (a 100-topic one is
+ * about 1.1 KB), so its own bound applies. Its parse stays bounded by that length.
+ */
+function longHubId (reply: FastifyReply, stream: SseStream, topics: number, maxLength: number): string | undefined {
+  const bound = 8 + ID_PART * topics
+  return bound > maxLength ? readLastEventId(reply.request, stream.options.lastEventIdQuery, bound) : undefined
 }
 
 /** The `reply.sse()`, `reply.sseSink()` and `reply.sseSubscribe()` decorators of one plugin instance. */
@@ -122,13 +136,15 @@ export function replyDecorators (registry: Registry): {
     if (wasRefused(this)) return Promise.resolve()
     const reply = this
     const hub = registry.hub
-    const { stream, names, subscription } = beforeOpen(this, () => {
+    const { stream, names, subscription, lastEventId } = beforeOpen(this, () => {
       const names = checkTopics(topics)
       const subscription = resolveSubscribe(callOptions, hub.resetEvent)
       const stream = createStream(registry, this, callOptions)
-      return { stream, names, subscription }
+      // A subscription's own ids may be longer than lastEventIdMaxLength (many topics).
+      const lastEventId = stream.lastEventId ?? longHubId(this, stream, names.length, registry.options.lastEventIdMaxLength)
+      return { stream, names, subscription, lastEventId }
     })
-    const pending = hub.prepare(names, stream.lastEventId)
+    const pending = hub.prepare(names, lastEventId)
     if (pending === undefined) return begin(false)
     // A broker shared by several processes brings the topics up to date first. The response waits
     // for it a moment, so that a finished topic can still be answered 204; past that (the broker
@@ -162,14 +178,14 @@ export function replyDecorators (registry: Registry): {
       let start: Start
       if (opened) {
         if (stream.closed) return stream.done
-        start = hub.start(names, stream.lastEventId, refusedId(reply, stream), subscription.from, subscription.maxReplay)
+        start = hub.start(names, lastEventId, lastEventId === undefined && refusedId(reply, stream), subscription.from, subscription.maxReplay)
         if (start.over) {
           stream.close('done')
           return stream.done
         }
       } else {
         start = beforeOpen(reply, () => {
-          const start = hub.start(names, stream.lastEventId, refusedId(reply, stream), subscription.from, subscription.maxReplay)
+          const start = hub.start(names, lastEventId, lastEventId === undefined && refusedId(reply, stream), subscription.from, subscription.maxReplay)
           // A stream that is over (a piped stream the client has whole): 204, which ends EventSource.
           if (start.over) reply.code(204)
           if (!registry.closing) open()
@@ -183,7 +199,7 @@ export function replyDecorators (registry: Registry): {
         if (stream.closed) return stream.done
       }
       // Priming: a client that drops before its first event still has a position to resume from.
-      if (subscription.prime && stream.lastEventId === undefined) {
+      if (subscription.prime && lastEventId === undefined) {
         stream.write('id: ' + formatId(topicsHash(names), start.positions) + '\n\n')
       }
       hub.subscribe(stream, names, start, subscription)

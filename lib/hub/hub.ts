@@ -285,7 +285,9 @@ export class Hub implements BrokerHost, SubscriberHost {
       // An id this subscription never gave, or one the plugin refused (too long, say).
       if (lastEventId !== undefined || invalidId) resets.fill('unknown')
     }
-    // Over: every topic ended, and the client has its last event (the end marker is not sent).
+    // The head of an ended topic is its marker, which carries no event: a client one before it has
+    // everything. (Clients that ignore an id-only frame, eventsource@4 and fetch-event-source among
+    // them, never take the marker's own id and would be sent it again after every reconnect.)
     const over = logs.every((log, i) => log.ended && resets[i] === undefined && positions[i]!.o >= log.head.o - 1)
     return { positions, resets, over, unknown: cursors === undefined ? lastEventId ?? '' : undefined }
   }

@@ -130,13 +130,9 @@ export class Subscriber implements Producer {
         let reason = this.resets?.[i]
         if (reason === undefined && position.o < log.head.o) {
           if (position.o < log.firstOffset - 1) reason = 'trimmed'
-          else if (policy !== 'catch-up' && policy !== 'conflate' && this.lagging(i, now)) {
-            if (policy === 'disconnect') {
-              this.overLag(i)
-              return
-            }
-            reason = 'overflow'
-          }
+          // 'disconnect' is checked only while the socket is full (wake()): a flush means the
+          // client reads, and a resume starts past the bound that closed it, by construction.
+          else if (policy === 'skip-to-head' && this.lagging(i, now)) reason = 'overflow'
         }
         if (reason !== undefined) {
           if (this.resets !== null) this.resets[i] = undefined
