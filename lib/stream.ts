@@ -267,9 +267,11 @@ export class SseStream {
     }
     this.registry.streams.add(this)
     this.started = this.lastWrite = performance.now()
-    // No blank line: a retry field takes effect as soon as its line is read, and a blank line
-    // would make fetch-event-source fire an empty message (as it does for `: ping\n\n`).
-    if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
+    // The opening lines, each without a blank line: a retry field takes effect as soon as its line
+    // is read, and a blank line would make fetch-event-source fire an empty message (as it does
+    // for `: ping\n\n`). The heartbeat interval is advertised as a comment, which EventSource
+    // ignores, so that a client can tell a stale connection (`fastify-sse-stream/client` does).
+    if (options.opening !== '') this.write(options.opening)
     // The head goes out with the first frame when one is written this tick (a sink's first
     // send(), a source's first event): one packet instead of two. Only an idle stream sends it alone.
     else setImmediate(flushHead, this)
