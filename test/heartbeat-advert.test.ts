@@ -10,6 +10,7 @@ import sse, { type SsePluginOptions, type SseSink } from '../index.js'
 import { vendorRoutes } from '../examples/demo.js'
 import { openPage, useChromium } from './helpers/browser.js'
 import { deferred, get, listen, openStream, within } from './helpers/http.js'
+import { build, isEnd } from './helpers/stream.js'
 
 // The functions passed to page.evaluate() run in the page, where this global exists.
 declare const window: any
@@ -99,6 +100,23 @@ t.test('none when the heartbeat is off', async (t) => {
   const url = await listen(on)
   t.equal((await get(url + '/false')).body, 'data: x\n\n', 'false per call')
   t.equal((await get(url + '/zero')).body, 'data: x\n\n', '0 per call, on a sink')
+})
+
+t.test('a response with no body (HEAD, 204, 304) is not counted as having sent it', async (t) => {
+  // Node drops every write to such a response: the stream-end log line must say 0 bytes.
+  const { app: server, logs } = await build(t, { retry: 1000 })
+  server.get('/', (req, reply) => {
+    const status = Number((req.query as { status?: string }).status ?? 200)
+    return reply.code(status).sse([{ data: 'x' }])
+  })
+  const url = await listen(server)
+  for (const [method, status] of [['HEAD', 200], ['GET', 204], ['GET', 304]] as const) {
+    const res = await get(`${url}/?status=${status}`, { method })
+    t.equal(res.status, status, `${method} ${status}`)
+    t.equal(res.body, '', `${method} ${status}: no body`)
+  }
+  await logs.waitFor(() => logs.lines.filter(isEnd).length === 3)
+  t.same(logs.lines.filter(isEnd).map((l) => [l.sse.reason, l.sse.events, l.sse.bytes]), [['done', 0, 0], ['done', 0, 0], ['done', 0, 0]])
 })
 
 t.test('the npm eventsource client dispatches nothing for it', async (t) => {
