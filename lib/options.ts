@@ -15,6 +15,8 @@ export interface ResolvedOptions {
   readonly shutdownRetry: readonly [min: number, max: number] | false
   readonly errorEvent: false | ((error: unknown) => EventObject)
   readonly queueLimit: number
+  /** The lines a stream opens with: `retry: <ms>` and `: heartbeat=<ms>`, as set (derived). */
+  readonly opening: string
 }
 
 export interface ResolvedPluginOptions extends ResolvedOptions {
@@ -38,8 +40,14 @@ export const DEFAULTS: ResolvedPluginOptions = Object.freeze({
   errorEvent: false,
   queueLimit: 1024, // events
   lastEventIdMaxLength: 1024, // UTF-16 code units
-  retryAfter: 5 // s
+  retryAfter: 5, // s
+  opening: opening(undefined, 15_000)
 })
+
+/** A stream's opening lines, without a blank line: the retry field, and the advertised heartbeat. */
+function opening (retry: number | undefined, heartbeat: number): string {
+  return (retry === undefined ? '' : 'retry: ' + retry + '\n') + (heartbeat > 0 ? ': heartbeat=' + heartbeat + '\n' : '')
+}
 
 function isInt (value: unknown, min: number, max: number): value is number {
   return Number.isInteger(value) && (value as number) >= min && (value as number) <= max
@@ -131,5 +139,6 @@ export function resolveOptions<T extends ResolvedOptions> (
     if (!isInt(o.retryAfter, 0, 86400)) invalid('retryAfter', 'an integer number of seconds from 0 to 86400', o.retryAfter)
     out.retryAfter = o.retryAfter
   }
+  out.opening = opening(out.retry as number | undefined, out.heartbeat as number)
   return Object.freeze(out) as unknown as T
 }

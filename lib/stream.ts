@@ -279,15 +279,19 @@ export class SseStream {
     this.socket?.cork()
     res.flushHeaders()
     if (this.socket !== null) setImmediate(uncork, this.socket)
-    // No blank line: a retry field takes effect as soon as its line is read, and a blank line
-    // would make fetch-event-source fire an empty message (as it does for `: ping\n\n`).
-    if (options.retry !== undefined) this.write('retry: ' + options.retry + '\n')
+    // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted.
+    const bodiless = request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304
+    // The opening lines, each without a blank line: a retry field takes effect as soon as its line
+    // is read, and a blank line would make fetch-event-source fire an empty message (as it does
+    // for `: ping\n\n`). The heartbeat interval is advertised as a comment, which EventSource
+    // ignores, so that a client can tell a stale connection (`fastify-sse-stream/client` does).
+    // None for a bodiless response: the log line would count bytes that never went out.
+    if (options.opening !== '' && !bodiless) this.write(options.opening)
     if (options.heartbeat > 0) this.registry.heartbeats.watch(options.heartbeat)
     // The client may have left while an async handler awaited: its close events have already fired.
     if (responseClosed(res)) this.close('client-closed')
-    // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted,
-    // so nothing would ever push back on the source.
-    else if (request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304) this.close('done')
+    // A bodiless response would take every frame and never push back on the source.
+    else if (bodiless) this.close('done')
   }
 
   /**

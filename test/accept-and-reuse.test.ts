@@ -17,7 +17,7 @@ t.test('any Accept header (or none) gets the stream', async (t) => {
     const res = await get(url + '/', { headers: accept === undefined ? {} : { accept } })
     t.equal(res.status, 200, `${accept ?? 'no Accept'}: status`)
     t.equal(res.headers['content-type'], 'text/event-stream', `${accept ?? 'no Accept'}: type`)
-    t.equal(res.body, 'id: 1\ndata: x\n\n', `${accept ?? 'no Accept'}: body`)
+    t.equal(res.body, ': heartbeat=15000\nid: 1\ndata: x\n\n', `${accept ?? 'no Accept'}: body`)
   }
 })
 
@@ -50,5 +50,5 @@ t.test('reply.sseSink() twice: the second throws and the first stream is intact'
   })
   const res = await get(await listen(app) + '/')
   t.match(await within(caught.promise, 1000, 'the call'), { code: 'FST_ERR_SSE_ALREADY_SENT' })
-  t.equal(res.body, 'data: first\n\n')
+  t.equal(res.body, ': heartbeat=15000\ndata: first\n\n')
 })

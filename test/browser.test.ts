@@ -225,7 +225,7 @@ browserTest('native EventSource: a named event with no data is dispatched', asyn
   }))
   t.same(got, { type: 'end', data: '', id: 'a' })
   const body: string = await page.evaluate(async () => (await window.fetch('/named')).text())
-  t.equal(body, 'event: end\nid: a\ndata: \n\n')
+  t.equal(body, ': heartbeat=15000\nevent: end\nid: a\ndata: \n\n')
 })
 
 const PIECES = ['a', 'Z', '0', ' ', '  ', ':', ': ', '\t', '\n', '\n\n', ' lead', 'data: x', 'id: 9', 'event: y', 'retry: 1',

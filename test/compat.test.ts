@@ -41,7 +41,9 @@ t.test('headers', async (t) => {
       headers: { accept: 'text/event-stream', 'cache-control': 'no-cache', pragma: 'no-cache' }
     })
     const res = await within(client.response, 2000, 'the response head')
-    t.equal(client.body, '', 'the head arrived while the source was still waiting')
+    // The head goes out with the stream's opening line (the advertised heartbeat), not behind
+    // the first event.
+    t.equal(await client.waitFor('\n'), ': heartbeat=15000\n', 'the head and opening line arrived while the source was still waiting')
     t.equal(res.statusCode, 200)
     t.match(res.headers, SSE_HEADERS)
     t.equal(res.headers['content-type'], 'text/event-stream', 'exactly, with no charset')
@@ -50,6 +52,23 @@ t.test('headers', async (t) => {
     t.equal(res.headers['x-from-reply'], 'reply')
     t.notOk('content-length' in res.headers)
     t.notOk('content-encoding' in res.headers)
+    release.resolve()
+    t.equal(await client.ended, ': heartbeat=15000\ndata: first\n\n')
+  })
+
+  t.test('of an idle stream with heartbeat off go out alone, with no body byte', async (t) => {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(sse, { heartbeat: false })
+    const release = deferred()
+    app.get('/', (_req, reply) => reply.sse(async function * () {
+      await release.promise
+      yield { data: 'first' }
+    }))
+    const client = openStream(await listen(app))
+    const res = await within(client.response, 2000, 'the response head')
+    t.equal(res.statusCode, 200)
+    t.equal(client.body, '', 'no opening line: nothing to advertise')
     release.resolve()
     t.equal(await client.ended, 'data: first\n\n')
   })
@@ -62,7 +81,7 @@ t.test('headers', async (t) => {
     // Without an agent, node:http sends Connection: close.
     const res = await get(await listen(app), { headers: { connection: 'close' } })
     t.equal(res.headers.connection, 'close')
-    t.equal(res.body, 'data: x\n\n')
+    t.equal(res.body, ': heartbeat=15000\ndata: x\n\n')
   })
 
   t.test('keep the status set with reply.code()', async (t) => {
@@ -73,7 +92,7 @@ t.test('headers', async (t) => {
     const res = await get(await listen(app))
     t.equal(res.status, 201)
     t.equal(res.headers['content-type'], 'text/event-stream')
-    t.equal(res.body, 'data: x\n\n')
+    t.equal(res.body, ': heartbeat=15000\ndata: x\n\n')
   })
 
   t.test('replace a content type, length or encoding set earlier', async (t) => {
@@ -89,7 +108,7 @@ t.test('headers', async (t) => {
     t.equal(res.headers['content-type'], 'text/event-stream')
     t.notOk('content-length' in res.headers)
     t.notOk('content-encoding' in res.headers)
-    t.equal(res.body, 'data: longer than three bytes\n\n')
+    t.equal(res.body, ': heartbeat=15000\ndata: longer than three bytes\n\n')
   })
 })
 
@@ -106,7 +125,7 @@ t.test('@fastify/cors', async (t) => {
     t.equal(res.status, 200)
     t.equal(res.headers['access-control-allow-origin'], '*')
     t.equal(res.headers['content-type'], 'text/event-stream')
-    t.equal(res.body, 'data: x\n\n')
+    t.equal(res.body, ': heartbeat=15000\ndata: x\n\n')
   })
 
   t.test('a preflight asking for last-event-id is allowed, and credentials get the exact origin', async (t) => {
@@ -141,7 +160,7 @@ t.test('@fastify/cors', async (t) => {
     t.equal(res.headers['access-control-allow-origin'], ORIGIN, 'the exact origin, never * with credentials')
     t.equal(res.headers['access-control-allow-credentials'], 'true')
     t.match(res.headers.vary, /origin/i)
-    t.equal(res.body, 'data: 41\n\n')
+    t.equal(res.body, ': heartbeat=15000\ndata: 41\n\n')
 
     const other = await get(url, { headers: { origin: 'http://evil.example' } })
     t.notOk('access-control-allow-origin' in other.headers, 'another origin is not allowed')
@@ -171,9 +190,9 @@ t.test('@fastify/compress registered globally never compresses the stream', asyn
   t.notOk('content-encoding' in res.headers)
   t.equal(res.headers['content-type'], 'text/event-stream')
   // The first event arrives while the source still holds the second: nothing buffers it.
-  t.equal(await client.waitFor('data: one\n\n'), 'data: one\n\n')
+  t.equal(await client.waitFor('data: one\n\n'), ': heartbeat=15000\ndata: one\n\n')
   second.resolve()
-  t.equal(await client.ended, 'data: one\n\ndata: two\n\n')
+  t.equal(await client.ended, ': heartbeat=15000\ndata: one\n\ndata: two\n\n')
 })
 
 t.test('HTTP/2 (h2c)', async (t) => {
@@ -233,7 +252,7 @@ t.test('HTTP/2 (h2c)', async (t) => {
     for (const name of ['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade', 'content-length']) {
       t.notOk(name in headers, `no ${name}`)
     }
-    t.equal(await req.ended, 'id: 1\ndata: x\n\ndata: y\n\n')
+    t.equal(await req.ended, ': heartbeat=15000\nid: 1\ndata: x\n\ndata: y\n\n')
     await new Promise((resolve) => setImmediate(resolve)) // warnings are emitted on nextTick
     t.same(warnings.filter((w) => w.name === 'UnsupportedWarning'), [])
   })
@@ -272,7 +291,7 @@ t.test('HTTP/2 (h2c)', async (t) => {
     await Promise.all(requests.map((r, n) => r.waitFor(`open ${n}`)))
     release.resolve()
     const bodies = await within(Promise.all(requests.map((r) => r.ended)), 2000, 'all streams to end')
-    t.same(bodies, requests.map((_r, n) => `data: open ${n}\n\ndata: done ${n}\n\n`))
+    t.same(bodies, requests.map((_r, n) => `: heartbeat=15000\ndata: open ${n}\n\ndata: done ${n}\n\n`))
   })
 
   t.test('a client closing its stream ends the server stream', async (t) => {
@@ -343,6 +362,7 @@ t.test('app.inject() reads a finite stream: headers and exact body', async (t) =
   t.notOk('content-length' in res.headers)
   t.equal(res.body,
     'retry: 1000\n' +
+    ': heartbeat=15000\n' +
     'event: tick\nid: 1\ndata: {"n":1}\n\n' +
     ': note\n' +
     'data: a\ndata: b\n\n' +
@@ -380,19 +400,19 @@ t.test('GET and POST alike: a POSTed JSON body is readable and the stream stays 
     if (done) break
     text += value
   }
-  t.equal(text, 'event: echo\ndata: {"prompt":"héllo","n":2}\n\n')
+  t.equal(text, ': heartbeat=15000\nevent: echo\ndata: {"prompt":"héllo","n":2}\n\n')
   release.resolve()
   for (;;) {
     const { value, done } = await within(reader.read(), 2000, 'the end of the stream')
     if (done) break
     text += value
   }
-  t.equal(text, 'event: echo\ndata: {"prompt":"héllo","n":2}\n\nevent: end\ndata: \n\n')
+  t.equal(text, ': heartbeat=15000\nevent: echo\ndata: {"prompt":"héllo","n":2}\n\nevent: end\ndata: \n\n')
 
   release = deferred()
   release.resolve()
   const getRes = await get(`${url}/chat`)
-  t.equal(getRes.body, 'event: echo\ndata: null\n\nevent: end\ndata: \n\n')
+  t.equal(getRes.body, ': heartbeat=15000\nevent: echo\ndata: null\n\nevent: end\ndata: \n\n')
 })
 
 t.test('usage errors', async (t) => {
@@ -414,7 +434,7 @@ t.test('usage errors', async (t) => {
     const sent = await get(`${url}/sent`)
     t.equal(sent.body, 'plain')
     const twice = await get(`${url}/twice`)
-    t.equal(twice.body, 'data: x\n\n')
+    t.equal(twice.body, ': heartbeat=15000\ndata: x\n\n')
     t.equal(caught.length, 2)
     for (const err of caught) {
       t.ok(err instanceof errors.FST_ERR_SSE_ALREADY_SENT)
@@ -465,7 +485,7 @@ t.test('usage errors', async (t) => {
     }))
     const res = await get(await listen(app))
     t.equal(res.status, 200)
-    t.equal(res.body, 'data: after nothing\n\ndata: second\n\n')
+    t.equal(res.body, ': heartbeat=15000\ndata: after nothing\n\ndata: second\n\n')
   })
 
   t.test('a source promise that rejects, or gives a non-iterable, ends the 200 stream cleanly', async (t) => {
@@ -489,14 +509,14 @@ t.test('usage errors', async (t) => {
     const rejects = await get(`${url}/rejects`)
     t.equal(rejects.status, 200, 'the head was already sent')
     t.equal(rejects.headers['content-type'], 'text/event-stream')
-    t.equal(rejects.body, '', 'ended cleanly, with no partial frame')
+    t.equal(rejects.body, ': heartbeat=15000\n', 'ended cleanly after the opening line, with no partial frame')
     const notIterable = await get(`${url}/not-iterable`)
     t.equal(notIterable.status, 200)
-    t.equal(notIterable.body, '')
+    t.equal(notIterable.body, ': heartbeat=15000\n')
     const withEvent = await get(`${url}/error-event`)
-    t.equal(withEvent.body, 'event: error\ndata: Internal Server Error\n\n', 'a safe message, not the error\'s')
+    t.equal(withEvent.body, ': heartbeat=15000\nevent: error\ndata: Internal Server Error\n\n', 'a safe message, not the error\'s')
     const with4xx = await get(`${url}/error-event-4xx`)
-    t.equal(with4xx.body, 'event: error\ndata: No such topic\n\n', 'a 4xx error\'s message is meant for the client')
+    t.equal(with4xx.body, ': heartbeat=15000\nevent: error\ndata: No such topic\n\n', 'a 4xx error\'s message is meant for the client')
     t.same(settled.sort(), ['not-iterable', 'rejects'])
 
     const failures = logs.find('the event source failed')
@@ -535,7 +555,7 @@ t.test('async handlers', async (t) => {
       const res = await get(url + path)
       t.equal(res.status, 200, `${path}: status`)
       t.equal(res.headers['content-type'], 'text/event-stream', `${path}: content type`)
-      t.equal(res.body, 'data: a\n\ndata: b\n\n', `${path}: body`)
+      t.equal(res.body, ': heartbeat=15000\ndata: a\n\ndata: b\n\n', `${path}: body`)
     }
     await within(settled.promise, 1000, 'the late reply.sse() to settle')
   })

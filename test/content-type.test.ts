@@ -26,7 +26,7 @@ t.test('an earlier charset or casing never reaches the wire', async (t) => {
     const res = await get(url + path)
     t.equal(res.status, 200, `${path}: status`)
     t.equal(res.headers['content-type'], 'text/event-stream', `${path}: exact value`)
-    t.equal(res.body, 'data: x\n\n', `${path}: body`)
+    t.equal(res.body, ': heartbeat=15000\ndata: x\n\n', `${path}: body`)
   }
 })
 

@@ -311,9 +311,11 @@ t.test('6. sink events sent without awaiting arrive whole and in order; heartbea
   t.same(await Promise.all(sends), Array(N).fill(true), 'every send() resolved true')
   sink.end()
   await within(client.closed, 2000, 'the stream to end')
-  // Walk the body: only whole frames, in order, and heartbeat lines between them.
+  // Walk the body: the advertised interval first, then only whole frames, in order, and
+  // heartbeat lines between them.
   const text = client.text
-  let pos = 0
+  t.equal(text.slice(0, 14), ': heartbeat=5\n', 'the stream opens with the advertised interval')
+  let pos = 14
   let next = 0
   let pings = 0
   let pingsBetween = 0

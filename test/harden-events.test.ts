@@ -10,7 +10,7 @@ t.test('a sync iterable that yields promises sends what they resolve to', async 
   app.get('/', (_req, reply) => reply.sse([Promise.resolve({ data: 'a' }), { data: 'b' }, Promise.resolve({ id: 3, data: 'c' })] as never))
   const client = await open(await listen(app) + '/')
   await client.closed
-  t.equal(client.text, 'data: a\n\ndata: b\n\nid: 3\ndata: c\n\n')
+  t.equal(client.text, ': heartbeat=15000\ndata: a\n\ndata: b\n\nid: 3\ndata: c\n\n')
   t.equal((await logs.waitFor(isEnd)).sse.events, 3)
 })
 
@@ -26,7 +26,7 @@ t.test('a sync value that rejects ends the stream as error and closes the iterat
   })() as never))
   const client = await open(await listen(app) + '/')
   await client.closed
-  t.equal(client.text, 'data: a\n\n')
+  t.equal(client.text, ': heartbeat=15000\ndata: a\n\n')
   t.equal((await logs.waitFor(isEnd)).sse.reason, 'error')
   t.ok(returned, 'the generator was closed, as for await closes it')
 })
@@ -42,7 +42,7 @@ t.test('done is tested for truthiness, as for await does', async (t) => {
   })
   const client = await open(await listen(app) + '/')
   await client.closed
-  t.equal(client.text, 'data: one\n\n', 'no error event')
+  t.equal(client.text, ': heartbeat=15000\ndata: one\n\n', 'no error event')
   t.equal((await logs.waitFor(isEnd)).sse.reason, 'done')
 })
 
@@ -55,7 +55,7 @@ t.test('only frames that carry bytes are counted as events', async (t) => {
   } as never))
   const client = await open(await listen(app) + '/')
   await client.closed
-  t.equal(client.text, 'data: x\n\n')
+  t.equal(client.text, ': heartbeat=15000\ndata: x\n\n')
   t.equal((await logs.waitFor(isEnd)).sse.events, 1)
 })
 
@@ -67,7 +67,7 @@ t.test('a sink sends nothing and counts nothing for an empty event', async (t) =
   })
   const client = await open(await listen(app) + '/')
   await client.closed
-  t.equal(client.text, 'data: true\n\n')
+  t.equal(client.text, ': heartbeat=15000\ndata: true\n\n')
   t.equal((await logs.waitFor(isEnd)).sse.events, 1)
 })
 
@@ -95,10 +95,10 @@ t.test('PreparedEvent: genuine ones are written, copies and forgeries are refuse
       const sinkClient = await open(url + '/sink')
       await sinkClient.closed
       t.match(thrown, { code: 'FST_ERR_SSE_INVALID_EVENT', message: /another copy of fastify-sse-stream, or a clone of one/ })
-      t.equal(sinkClient.text, genuine.frame, 'the sink carries on with the genuine event')
+      t.equal(sinkClient.text, ': heartbeat=15000\n' + genuine.frame, 'the sink carries on with the genuine event')
       const sourceClient = await open(url + '/source')
       await sourceClient.closed
-      t.equal(sourceClient.text, genuine.frame)
+      t.equal(sourceClient.text, ': heartbeat=15000\n' + genuine.frame)
       const ends = logs.lines.filter(isEnd)
       t.same(ends.map((l) => l.sse.reason).sort(), ['ended', 'error'])
     })

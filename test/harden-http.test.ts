@@ -57,7 +57,7 @@ t.test('HTTP/2: connection-specific headers set by a hook are dropped, and Node 
   await once(req, 'end')
   t.equal(headers[':status'], 200)
   for (const name of ['connection', 'keep-alive', 'upgrade', 'proxy-connection', 'transfer-encoding']) t.equal(headers[name], undefined, name)
-  t.equal(body, 'data: x\n\n')
+  t.equal(body, ': heartbeat=15000\ndata: x\n\n')
   await new Promise((resolve) => setImmediate(resolve))
   t.same(warnings.filter((w) => /connection-specific/i.test(w)), [], 'no warning')
 })
@@ -68,7 +68,7 @@ t.test('HTTP/1.0: the response does not claim keep-alive; the stream ends by clo
   const text = await raw(await listen(app), 'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
   const [head, body] = text.split('\r\n\r\n')
   t.notMatch(head, /connection: keep-alive/i)
-  t.equal(body, 'data: x\n\n')
+  t.equal(body, ': heartbeat=15000\ndata: x\n\n')
 })
 
 t.test('Last-Event-ID', async (t) => {
@@ -102,7 +102,7 @@ t.test('Last-Event-ID', async (t) => {
     const client = await open(await listen(app) + '/?lastEventId=%00')
     await client.closed
     t.same(reads, [undefined, undefined, undefined])
-    t.equal(client.text, 'data: undefined\n\n')
+    t.equal(client.text, ': heartbeat=15000\ndata: undefined\n\n')
     await logs.waitFor(isEnd)
     t.equal(logs.lines.filter((l) => /ignoring an invalid last event id/.test(l.msg)).length, 1)
   })
@@ -112,6 +112,6 @@ t.test('Last-Event-ID', async (t) => {
     app.get('/', (request, reply) => reply.sse((ctx) => [{ data: `${String(request.lastEventId)} ${String(ctx.lastEventId)}` }], { lastEventIdQuery: 'since' }))
     const client = await open(await listen(app) + '/?lastEventId=a&since=b')
     await client.closed
-    t.equal(client.text, 'data: a b\n\n')
+    t.equal(client.text, ': heartbeat=15000\ndata: a b\n\n')
   })
 })

@@ -21,7 +21,7 @@ async function setup (t: Test, pluginOptions?: SsePluginOptions, callOptions?: S
   const url = await listen(app)
   const ask = async (query = '', headers: OutgoingHttpHeaders = {}): Promise<Seen> => {
     const res = await get(url + '/' + query, { headers })
-    const match = /^data: (.*)\n\n$/.exec(res.body)
+    const match = /^: heartbeat=15000\ndata: (.*)\n\n$/.exec(res.body)
     if (match === null) throw new Error(`unexpected body ${JSON.stringify(res.body)}`)
     return JSON.parse(match[1]) as Seen
   }

@@ -134,13 +134,13 @@ t.test('source errors', async (t) => {
     const base = await listen(app)
     const client = await open(base + '/boom')
     await client.closed
-    t.equal(client.text, 'id: 1\ndata: one\n\n', 'only whole frames, no error details')
+    t.equal(client.text, ': heartbeat=15000\nid: 1\ndata: one\n\n', 'only whole frames, no error details')
     const logged = await logs.waitFor((l) => l.level === 50 && l.err?.message === 'secret internals')
     t.match(logged.msg, /source failed/)
     t.equal((await logs.waitFor(isEnd)).sse.reason, 'error')
     const ok = await open(base + '/ok')
     await ok.closed
-    t.equal(ok.text, 'data: fine\n\n')
+    t.equal(ok.text, ': heartbeat=15000\ndata: fine\n\n')
     await delay(10)
     t.same(unhandled, [], 'no unhandled rejection')
   })
@@ -154,7 +154,7 @@ t.test('source errors', async (t) => {
     }))
     const client = await open(await listen(app) + '/')
     await client.closed
-    t.equal(client.text, '')
+    t.equal(client.text, ': heartbeat=15000\n')
     t.equal((await logs.waitFor(isEnd)).sse.reason, 'error')
   })
 
@@ -171,7 +171,7 @@ t.test('source errors', async (t) => {
     const client = await open(await listen(app) + '/')
     await client.closed
     await finished.promise
-    t.equal(client.text, 'data: ok\n\n', 'nothing forged reaches the client')
+    t.equal(client.text, ': heartbeat=15000\ndata: ok\n\n', 'nothing forged reaches the client')
     const logged = await logs.waitFor((l) => l.level === 50)
     t.equal(logged.err.code, 'FST_ERR_SSE_INVALID_ID')
   })
@@ -188,10 +188,10 @@ t.test('source errors', async (t) => {
     const base = await listen(app)
     const a = await open(base + '/500')
     await a.closed
-    t.equal(a.text, 'data: a\n\nevent: error\ndata: Internal Server Error\n\n')
+    t.equal(a.text, ': heartbeat=15000\ndata: a\n\nevent: error\ndata: Internal Server Error\n\n')
     const b = await open(base + '/400')
     await b.closed
-    t.equal(b.text, 'event: error\ndata: Unknown topic\n\n', 'a 4xx message is meant for the client')
+    t.equal(b.text, ': heartbeat=15000\nevent: error\ndata: Unknown topic\n\n', 'a 4xx message is meant for the client')
   })
 
   t.test('errorEvent as a function builds the event; if it throws, that is logged too', async (t) => {
@@ -205,10 +205,10 @@ t.test('source errors', async (t) => {
     const base = await listen(app)
     const a = await open(base + '/fn')
     await a.closed
-    t.equal(a.text, 'event: failed\ndata: {"retry":true}\n\n')
+    t.equal(a.text, ': heartbeat=15000\nevent: failed\ndata: {"retry":true}\n\n')
     const b = await open(base + '/bad')
     await b.closed
-    t.equal(b.text, '')
+    t.equal(b.text, ': heartbeat=15000\n')
     await logs.waitFor((l) => l.err?.message === 'handler broke')
   })
 
@@ -442,7 +442,7 @@ t.test('logging: one line per stream end with duration, events, bytes and reason
   t.equal(end.level, 30, 'info level')
   t.equal(end.sse.reason, 'done')
   t.equal(end.sse.events, 2)
-  t.equal(end.sse.bytes, Buffer.byteLength(client.text), 'bytes as written, retry frame included')
+  t.equal(end.sse.bytes, Buffer.byteLength(client.text), 'bytes as written, opening lines (retry, heartbeat) included')
   t.type(end.sse.durationMs, 'number')
   t.equal(logs.lines.filter(isEnd).length, 1)
 })

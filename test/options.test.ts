@@ -136,7 +136,11 @@ t.test('edge values are accepted', async (t) => {
     const { lastEventIdMaxLength, retryAfter, ...perCall } = options
     app.get('/', (_req, reply) => reply.sse([{ data: 'ok' }], perCall))
     const res = await app.inject('/')
-    t.equal(res.body, (options.retry === undefined ? '' : `retry: ${options.retry}\n`) + 'data: ok\n\n', JSON.stringify(options))
+    const heartbeat = options.heartbeat ?? 15_000
+    t.equal(res.body,
+      (options.retry === undefined ? '' : `retry: ${options.retry}\n`) +
+      (heartbeat === false || heartbeat === 0 ? '' : `: heartbeat=${heartbeat}\n`) +
+      'data: ok\n\n', JSON.stringify(options))
     await app.close()
   }
 })
@@ -147,7 +151,7 @@ t.test('retry below 500 ms is accepted with a warning about the floor', async (t
   t.teardown(() => app.close())
   await app.register(sse, { retry: 0 })
   app.get('/', (_req, reply) => reply.sse([{ data: 'x' }]))
-  t.equal((await app.inject('/')).body, 'retry: 0\ndata: x\n\n')
+  t.equal((await app.inject('/')).body, 'retry: 0\n: heartbeat=15000\ndata: x\n\n')
   const warnings = logs.lines.filter((line) => line.level === 40)
   t.equal(warnings.length, 1)
   t.match(warnings[0].msg, /retry 0 ms is below 500 ms/)
@@ -164,12 +168,12 @@ t.test('the retry option is the very first frame, and a per-call value replaces 
   }))
   app.get('/call', (_req, reply) => reply.sse([{ data: 'x' }], { retry: 3000 }))
   const url = await listen(app)
-  // Sent with the head, before the source has produced anything.
+  // Sent with the head, before the source has produced anything; the advertised heartbeat follows.
   const client = openStream(`${url}/plugin`)
-  t.equal(await client.waitFor('\n'), 'retry: 2000\n')
+  t.equal(await client.waitFor(': heartbeat=15000\n'), 'retry: 2000\n: heartbeat=15000\n')
   release.resolve()
-  t.equal(await client.ended, 'retry: 2000\nid: 1\ndata: x\n\n')
-  t.equal((await get(`${url}/call`)).body, 'retry: 3000\ndata: x\n\n')
+  t.equal(await client.ended, 'retry: 2000\n: heartbeat=15000\nid: 1\ndata: x\n\n')
+  t.equal((await get(`${url}/call`)).body, 'retry: 3000\n: heartbeat=15000\ndata: x\n\n')
 })
 
 t.test('per-call options override the plugin ones', async (t) => {
@@ -200,10 +204,10 @@ t.test('per-call options override the plugin ones', async (t) => {
   const url = await listen(app)
 
   const plugin = (await get(`${url}/plugin`)).body
-  t.match(plugin, /^data: plugin:1\n\n(: ping\n)+data: plugin:2\n\n$/, 'the plugin heartbeat and serializer')
-  t.equal((await get(`${url}/call`)).body, 'data: call:1\n\ndata: call:2\n\n', 'no heartbeat, the call serializer')
-  t.equal((await get(`${url}/error/plugin`)).body, 'data: a\n\nevent: error\ndata: from the plugin\n\n')
-  t.equal((await get(`${url}/error/call`)).body, 'data: a\n\n')
+  t.match(plugin, /^: heartbeat=20\ndata: plugin:1\n\n(: ping\n)+data: plugin:2\n\n$/, 'the plugin heartbeat, advertised, and serializer')
+  t.equal((await get(`${url}/call`)).body, 'data: call:1\n\ndata: call:2\n\n', 'no heartbeat, none advertised, the call serializer')
+  t.equal((await get(`${url}/error/plugin`)).body, ': heartbeat=20\ndata: a\n\nevent: error\ndata: from the plugin\n\n')
+  t.equal((await get(`${url}/error/call`)).body, ': heartbeat=20\ndata: a\n\n')
 })
 
 t.test('the caller\'s options objects are neither mutated nor required to be mutable', async (t) => {

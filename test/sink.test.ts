@@ -43,7 +43,7 @@ t.test('send() resolves true once written; comment() sends a comment line', asyn
   const client = await open(await listen(app) + '/', { headers: { 'last-event-id': '41' } })
   await client.closed
   t.same(await result.promise, [true, true, false])
-  t.equal(client.text, 'data: a\n\n: note\n')
+  t.equal(client.text, ': heartbeat=15000\ndata: a\n\n: note\n')
 })
 
 t.test('an invalid event throws to its caller at once and the stream carries on', async (t) => {
@@ -57,7 +57,7 @@ t.test('an invalid event throws to its caller at once and the stream carries on'
   })
   const client = await open(await listen(app) + '/')
   await client.closed
-  t.equal(client.text, 'data: still here\n\n')
+  t.equal(client.text, ': heartbeat=15000\ndata: still here\n\n')
 })
 
 t.test('awaiting send() applies backpressure; queued events keep their order', async (t) => {
@@ -215,9 +215,9 @@ t.test('a prepared event is encoded once and sent to many streams as it is', asy
   const base = await listen(app)
   const clients = await Promise.all([open(base + '/sink'), open(base + '/sink'), open(base + '/source')])
   await Promise.all(clients.map((c) => c.closed))
-  t.equal(clients[0].text, prepared.frame)
-  t.equal(clients[1].text, prepared.frame)
-  t.equal(clients[2].text, prepared.frame + 'data: own\n\n')
+  t.equal(clients[0].text, ': heartbeat=15000\n' + prepared.frame)
+  t.equal(clients[1].text, ': heartbeat=15000\n' + prepared.frame)
+  t.equal(clients[2].text, ': heartbeat=15000\n' + prepared.frame + 'data: own\n\n')
   t.equal(serialized, 1, 'serialized once for three streams')
   t.same(logs.lines.filter(isEnd).map((l) => l.sse.events).sort(), [1, 1, 2])
 })

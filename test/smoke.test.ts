@@ -8,5 +8,6 @@ t.test('streams a generator', async (t) => {
   await app.register(sse)
   app.get('/', (_req, reply) => reply.sse([{ data: 'x' }]))
   const res = await app.inject('/')
-  t.equal(res.body, 'data: x\n\n')
+  // Every stream opens with its advertised heartbeat interval (15000 ms by default).
+  t.equal(res.body, ': heartbeat=15000\ndata: x\n\n')
 })
