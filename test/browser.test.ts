@@ -138,7 +138,7 @@ browserTest('native EventSource: the seed sequence arrives in order with its nam
   const body: string = await page.evaluate(async () => (await window.fetch('/sse')).text())
   const frames = body.split('\n\n').filter((f) => f !== '')
   t.equal(frames.length, 6)
-  t.match(frames[0], /^: resume=\/sse\/[0-9a-f-]{36}\nevent: error\n/)
+  t.match(frames[0], /^: heartbeat=15000\n: resume=\/sse\/[0-9a-f-]{36}\nevent: error\n/)
   for (const frame of frames.slice(0, 6)) {
     t.match(frame, /^retry: 15000$/m)
     t.match(frame, /^id: \d+-[1-6]$/m)

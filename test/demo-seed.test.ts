@@ -17,7 +17,7 @@ async function setup (t: Test) {
   return { url, starts }
 }
 
-const SEED = /^: resume=\/sse\/(\S+)\nevent: error\nretry: 1000\ndata: system has some error\.\nid: (\d+-1)\n\n(?:.*\n)*event: end\nretry: 1000\ndata: The end\nid: (\d+-6)\n\n$/
+const SEED = /^: heartbeat=15000\n: resume=\/sse\/(\S+)\nevent: error\nretry: 1000\ndata: system has some error\.\nid: (\d+-1)\n\n(?:.*\n)*event: end\nretry: 1000\ndata: The end\nid: (\d+-6)\n\n$/
 
 t.test('POST /sse without a key: a new run each time, with a fresh key in its resume URL', async (t) => {
   const { url, starts } = await setup(t)
@@ -43,7 +43,7 @@ t.test('the same key, by header or by URL, is one run: a repeated request replay
   t.equal(byUrl.body, first.body)
   const rest = await get(`${url}/sse/k-1`, { headers: { 'last-event-id': match![2]! } })
   const afterFirst = first.body.indexOf('\n\n') + 2
-  t.equal(rest.body, ': resume=/sse/k-1\n' + first.body.slice(afterFirst), 'after the first event: the rest')
+  t.equal(rest.body, ': heartbeat=15000\n: resume=/sse/k-1\n' + first.body.slice(afterFirst), 'after the first event: the rest')
   // The end marker sends nothing: the id of the `end` event is the whole stream.
   const over = await get(`${url}/sse/k-1`, { headers: { 'last-event-id': match![3]! } })
   t.equal(over.status, 204, 'the client has it all: 204, which stops an EventSource')

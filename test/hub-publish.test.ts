@@ -114,15 +114,15 @@ t.test('a piped stream ends its subscribers cleanly; a client that has it whole 
   await second
   t.equal(calls, 1, 'a second pipe() while one runs starts nothing, and settles with it')
   await within(c.closed, 2000, 'the end marker to end the stream')
-  t.same(c.frames.map((f) => f.data), ['2', '3', undefined], 'the last frame is the marker: an id only')
-  t.equal(offsetOf(c.frames.at(-1)!.id!), 4)
+  t.same(c.frames.map((f) => f.data), ['2', '3'], 'the marker sends nothing: the last frame is the last event')
+  t.equal(offsetOf(c.frames.at(-1)!.id!), 3)
   t.equal(logs.lines.filter((l) => l.sse?.reason === 'done').length, 1, 'ended as done')
   // With everything, the client is told there is nothing more: 204, which ends EventSource.
   const again = await subscribe(url + '/job', { lastEventId: c.lastId })
   await again.closed
   t.equal(again.status, 204)
   t.same(again.frames, [])
-  // A new client replays it whole, marker included, and ends.
+  // A new client replays it whole and ends.
   const fresh = await subscribe(url + '/job')
   await within(fresh.closed, 2000, 'a fresh client to get the whole stream')
   t.same(checkOneTopic(fresh.frames, undefined).offsets, [1, 2, 3])
@@ -142,7 +142,7 @@ t.test('a failing piped source is logged and still ends with the marker', async 
   t.equal(logs.find('a piped source failed')[0]!.err.message, 'source broke')
   const c = await subscribe(url + '/')
   await within(c.closed, 2000, 'the stream to end')
-  t.same(c.frames.map((f) => f.data), [undefined, 'a', undefined], 'priming, the event, the marker')
+  t.same(c.frames.map((f) => f.data), [undefined, 'a'], 'priming, the event; the marker sends nothing')
   await app.sse.pipe('g', 'not iterable' as never)
   t.equal(logs.find('a piped source failed').length, 2, 'a source that is not iterable is logged too')
 })

@@ -21,10 +21,10 @@ t.test('the comment goes first, then the priming frame, then the events', async 
   })
   const client = openStream(`${url}/c`)
   await client.waitFor('id: 0-0\n\n')
-  t.equal(client.body, 'retry: 1000\n: resume=/c/1\nid: 0-0\n\n', 'retry line, comment line, priming frame')
+  t.equal(client.body, 'retry: 1000\n: heartbeat=15000\n: resume=/c/1\nid: 0-0\n\n', 'retry line, comment line, priming frame')
   const id = await app.sse.publish('c', { data: 'x' })
   await client.waitFor('data: x\n')
-  t.equal(client.body.slice('retry: 1000\n: resume=/c/1\nid: 0-0\n\n'.length), `data: x\nid: ${id}\n\n`)
+  t.equal(client.body.slice('retry: 1000\n: heartbeat=15000\n: resume=/c/1\nid: 0-0\n\n'.length), `data: x\nid: ${id}\n\n`)
   client.destroy()
 })
 
@@ -36,7 +36,7 @@ t.test('each line of a multi-line comment is a comment line; a resumed stream ge
   await app.sse.publish('m', { data: '2' })
   const client = openStream(`${url}/m`, { headers: { 'last-event-id': first } })
   await client.waitFor('data: 2\n')
-  t.match(client.body, /^: a\n: b\n: c\n: d\ndata: 2\nid: \S+\n\n$/, 'only the event after the cursor, behind the comment')
+  t.match(client.body, /^: heartbeat=15000\n: a\n: b\n: c\n: d\ndata: 2\nid: \S+\n\n$/, 'only the event after the cursor, behind the comment')
   client.destroy()
 })
 
@@ -47,7 +47,7 @@ t.test('a stream that is over (204) sends no comment', async (t) => {
   await app.sse.pipe('p', [{ data: 'only' }])
   const whole = await get(`${url}/p`)
   t.equal(whole.status, 200)
-  t.match(whole.body, /^: resume=\/p\nid: \d+-0\n\ndata: only\nid: (\S+)\n\n$/)
+  t.match(whole.body, /^: heartbeat=15000\n: resume=\/p\nid: \d+-0\n\ndata: only\nid: (\S+)\n\n$/)
   const last = /id: (\S+)\n\n$/.exec(whole.body)![1]!
   const over = await get(`${url}/p`, { headers: { 'last-event-id': last } })
   t.equal(over.status, 204)

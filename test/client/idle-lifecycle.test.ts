@@ -41,10 +41,26 @@ t.test('idle timeout', async (t) => {
     t.same(ids, [undefined, '1'])
   })
 
-  t.test('45 s when nothing is advertised; a number sets it; 0 turns it off', async (t) => {
+  t.test("the plugin's own advertisement: 2.5 × its default 15 s heartbeat", async (t) => {
     const { url } = await startApp(t, (app) => {
       app.get('/hold', (_req, reply) => sendAndHold(reply, [{ data: 'a' }]))
     })
+    const clock = fakeClock()
+    const stream = connect(`${url}/hold`, { timers: clock.timers })
+    const iterator = stream[Symbol.asyncIterator]()
+    await iterator.next()
+    const next = iterator.next()
+    await new Promise((resolve) => setImmediate(resolve))
+    t.same(clock.pending(), [37500])
+    stream.close()
+    t.same(await next, { value: undefined, done: true })
+  })
+
+  t.test('45 s when nothing is advertised; a number sets it; 0 turns it off', async (t) => {
+    // Heartbeats off: the plugin advertises nothing.
+    const { url } = await startApp(t, (app) => {
+      app.get('/hold', (_req, reply) => sendAndHold(reply, [{ data: 'a' }]))
+    }, { heartbeat: false })
     for (const [idleTimeout, expected] of [[undefined, [45000]], [1234, [1234]], [0, []]] as const) {
       const clock = fakeClock()
       const stream = connect(`${url}/hold`, { timers: clock.timers, ...(idleTimeout === undefined ? {} : { idleTimeout }) })

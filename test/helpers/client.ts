@@ -2,14 +2,14 @@
 // for the client's injected timers, and a reader of a stream's events.
 import type { Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import sse from '../../index.js'
+import sse, { type SsePluginOptions } from '../../index.js'
 import { listen } from './http.js'
 import type { Timers } from '../../lib/client/index.js'
 
 /** Starts an app with the plugin and the test's routes; closes it, connections included, at teardown. */
-export async function startApp (t: Test, routes: (app: FastifyInstance) => void | Promise<void>): Promise<{ app: FastifyInstance, url: string }> {
+export async function startApp (t: Test, routes: (app: FastifyInstance) => void | Promise<void>, options: SsePluginOptions = {}): Promise<{ app: FastifyInstance, url: string }> {
   const app = Fastify()
-  await app.register(sse)
+  await app.register(sse, options)
   await routes(app)
   const url = await listen(app)
   t.teardown(async () => {
