@@ -66,7 +66,7 @@ for (const [name, make] of Object.entries(sources)) {
     const reader = fastReader(url + '/')
     await started.promise
     // While it streams: a timer keeps ticking, and another request is answered.
-    const measuring = new Promise((resolve) => setTimeout(resolve, 400))
+    const measuring = new Promise((resolve) => setTimeout(resolve, 1000))
     const [{ gap, ticks }, ping] = await Promise.all([
       largestGap(measuring),
       fetch(url + '/ping').then((res) => res.text())
@@ -75,8 +75,10 @@ for (const [name, make] of Object.entries(sources)) {
     stopped = true
     reader.stop()
     await ended
-    t.ok(gap < 250, `largest timer gap ${Math.round(gap)} ms (${ticks} ticks in 400 ms)`)
-    t.ok(ticks >= 5, `the interval ticked ${ticks} times`)
+    // Before the fix the loop turned about once a second at best (two ticks in 3 s with curl), or
+    // never. The bound leaves room for a loaded machine, not for a held loop.
+    t.ok(gap < 500, `largest timer gap ${Math.round(gap)} ms (${ticks} ticks in 1 s)`)
+    t.ok(ticks >= 10, `the interval ticked ${ticks} times`)
   })
 }
 
@@ -95,5 +97,5 @@ t.test('under inject(), an endless source lets timers run, and ends when the sou
   const res = await injected
   t.equal(res.statusCode, 200)
   t.match(res.body, /^data: x0\n\ndata: x1\n\n/)
-  t.ok(gap < 250, `largest timer gap ${Math.round(gap)} ms`)
+  t.ok(gap < 500, `largest timer gap ${Math.round(gap)} ms`)
 })
