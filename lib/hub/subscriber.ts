@@ -43,6 +43,8 @@ export class Subscriber implements Producer {
   // Per topic, a reset to tell at the next flush; null while there is none (the usual case).
   private resets: Array<ResetReason | undefined> | null
   private endedTopics = 0
+  // The topic the next flush starts at, for several topics.
+  private turn = 0
   // Per topic, whether it reached its end marker; null until one does.
   private ended: boolean[] | null = null
 
@@ -123,8 +125,13 @@ export class Subscriber implements Producer {
     const now = Date.now()
     const { policy, filter } = this.options
     try {
-      for (let i = 0; i < this.logs.length && size < WRITE_LIMIT; i++) {
-        if (this.ended?.[i] === true) continue
+      // Each flush starts at the next topic: a busy topic that fills every write cannot keep the
+      // others waiting.
+      const count = this.logs.length
+      const first = count === 1 ? 0 : this.turn++ % count
+      for (let k = 0; k < count && size < WRITE_LIMIT; k++) {
+        const i = first + k < count ? first + k : first + k - count
+        if (this.hasEnded(i)) continue
         const log = this.logs[i]!
         let position = this.positions[i]!
         let reason = this.resets?.[i]
@@ -173,7 +180,7 @@ export class Subscriber implements Producer {
           parts.push(frame)
           size += frame.length
         }
-        if (this.positions[i]!.o < log.head.o && this.ended?.[i] !== true) more = true
+        if (this.positions[i]!.o < log.head.o && !this.hasEnded(i)) more = true
       }
     } catch (error) {
       // A filter or key function threw: this subscriber alone ends.
@@ -189,6 +196,10 @@ export class Subscriber implements Producer {
     if (this.endedTopics === this.logs.length) return stream.close('done')
     if (!ok) return stream.whenDrained()
     if (more) this.host.schedule(this)
+  }
+
+  private hasEnded (i: number): boolean {
+    return this.ended !== null && this.ended[i] === true
   }
 
   /** Topic `i` reached its end marker. */
