@@ -105,6 +105,7 @@ t.test('a POST with an Idempotency-Key, dropped mid-stream, is repeated with Las
     ['POST', '/chat', got[2]!.id, 200], // after the drop: replayed from the history
     ['POST', '/chat', got[5]!.id, 204] // after the end of the stream: nothing left
   ])
+  t.match(starts[0], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'idempotencyKey: true made a version 4 UUID')
   t.ok(seen.every((s) => s.key === starts[0]), 'the same key on every attempt')
   t.same(await stream.closed, { reason: 'end' }, 'the 204 ends it, with no reconnect')
   t.equal(stream.state, 'closed')
