@@ -113,6 +113,40 @@ t.test('a POST with an Idempotency-Key, dropped mid-stream, is repeated with Las
   t.equal(retries.length, 2, 'two retries: the drop, and the end of the body')
 })
 
+t.test('with priming (the default), a keyed POST dropped before its first event resumes from the primed position', async (t) => {
+  const starts: string[] = []
+  const gate = { at: 1, open: deferred() }
+  const { url, seen, drop } = await hubApp(t, (app) => {
+    app.post('/chat', (request, reply) => {
+      const topic = 'chat:' + String(request.headers['idempotency-key'])
+      void app.sse.pipe(topic, () => {
+        starts.push(topic)
+        return tokens(3, gate)()
+      })
+      return reply.sseSubscribe(topic, { from: 'oldest' })
+    })
+  })
+  const stream = connect(`${url}/chat`, { ...quick, method: 'POST', idempotencyKey: 'k2' })
+  const iterator = stream[Symbol.asyncIterator]()
+  const first = iterator.next()
+  // The id-only first frame is committed as soon as it is read: the client has an event ID.
+  await within((async () => { while (stream.lastEventId === undefined) await new Promise((resolve) => setImmediate(resolve)) })(), 5000, 'the primed id')
+  const primed = stream.lastEventId
+  drop()
+  gate.open.resolve()
+  const got = [(await first).value!]
+  for (let r = await iterator.next(); !r.done; r = await iterator.next()) got.push(r.value)
+  t.same(got.map((e) => e.data), ['t1', 't2', 't3'])
+  t.same(seen.map((s) => [s.method, s.lastEventId, s.status]), [
+    ['POST', undefined, 200],
+    ['POST', primed, 200],
+    ['POST', got[2]!.id, 204]
+  ], 'resumed with the primed id')
+  t.equal(offset(primed!), 0, 'the position before the first event')
+  t.same(starts, ['chat:k2'], 'the work ran once')
+  t.same(await stream.closed, { reason: 'end' })
+})
+
 t.test('a POST whose route advertises a resume URL resumes by GET to it, without a key', async (t) => {
   const starts: string[] = []
   const gate = { at: 4, open: deferred() }
