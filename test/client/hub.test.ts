@@ -252,7 +252,7 @@ t.test("the hub's sse-reset reaches onReset typed, and the stream goes on live",
 t.test('the idle timeout comes from the real advertisement: heartbeats keep a quiet stream open; a stream whose server stops writing is dropped and resumed', async (t) => {
   const { app, url, seen } = await hubApp(t, (app) => {
     app.get('/feed', (_request, reply) => reply.sseSubscribe('feed'))
-  }, { heartbeat: 100 })
+  }, { heartbeat: 200 })
   const retries: RetryInfo[] = []
   const opened = deferred()
   const stream = connect(`${url}/feed`, { ...quick, onRetry: (info) => retries.push(info), onOpen: () => opened.resolve() })
@@ -263,10 +263,10 @@ t.test('the idle timeout comes from the real advertisement: heartbeats keep a qu
   t.equal(stream.lastEventId, undefined, 'not yet read')
   const id1 = await app.sse.publish('feed', { data: 'one' })
   t.same((await pending).value, { event: 'message', data: 'one', id: id1 })
-  // Quiet for 6 heartbeat intervals, more than twice the idle timeout (2.5 × 100 ms): the
-  // heartbeats keep the connection alive. (A span of time with nothing in it cannot be awaited.)
+  // Quiet for 5 heartbeat intervals, twice the idle timeout (2.5 × 200 ms): the heartbeats keep
+  // the connection alive. (A span of time with nothing in it cannot be awaited.)
   const quiet = iterator.next()
-  await new Promise((resolve) => setTimeout(resolve, 600))
+  await new Promise((resolve) => setTimeout(resolve, 1000))
   t.same(retries, [], 'no timeout while heartbeats arrive')
   t.equal(stream.attempt, 1)
   const id2 = await app.sse.publish('feed', { data: 'two' })
@@ -279,7 +279,7 @@ t.test('the idle timeout comes from the real advertisement: heartbeats keep a qu
   t.same(next.value, { event: 'message', data: 'three', id: id3 }, 'resumed after the timeout')
   t.equal(retries.length, 1)
   t.ok(retries[0]!.error instanceof SseTimeoutError, 'the idle timeout fired')
-  t.equal((retries[0]!.error as SseTimeoutError).timeout, 250, '2.5 × the advertised 100 ms')
+  t.equal((retries[0]!.error as SseTimeoutError).timeout, 500, '2.5 × the advertised 200 ms')
   t.same(seen.map((s) => s.lastEventId), [undefined, id2], 'resumed with the last id delivered')
   stream.close()
 })
