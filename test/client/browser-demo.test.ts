@@ -10,8 +10,9 @@ import { chromium } from 'playwright-core'
 import { buildDemo } from '../../examples/demo.js'
 import { browserAvailability, CHROMIUM_ARGS, CHROMIUM_PATH } from '../helpers/browser.js'
 
-// The function passed to page.waitForFunction() runs in the page, where this global exists.
+// The functions passed to page.evaluate() and page.waitForFunction() run in the page, where these globals exist.
 declare const document: any
+declare const isSecureContext: boolean
 
 const { skip, failure } = browserAvailability()
 if (failure !== undefined) t.fail(failure)
@@ -50,7 +51,7 @@ t.test('demo page, the client panel: a POST dropped by the server mid-stream res
   page.on('pageerror', (error) => errors.push(String(error)))
   page.setDefaultTimeout(15_000)
   await page.goto(`http://demo.test:${port}/`)
-  t.equal(await page.evaluate(() => globalThis.isSecureContext), false, 'not a secure context')
+  t.equal(await page.evaluate(() => isSecureContext), false, 'not a secure context')
 
   const state = (id: string) => page.$eval(`#${id}`, (el: any) => el.dataset.state as string)
   // The first run ends on its own; then a fresh run, dropped after its second event.
