@@ -46,5 +46,6 @@ export const tickerRoutes: FastifyPluginAsync<TickerOptions>
 export const broadcastRoutes: FastifyPluginAsync<BroadcastOptions>
 export const dropRoutes: FastifyPluginAsync
 export const vendorRoutes: FastifyPluginAsync
+export const clientBundleRoutes: FastifyPluginAsync
 export const pageRoutes: FastifyPluginAsync
 export function buildDemo (options?: DemoOptions): FastifyInstance

@@ -218,6 +218,25 @@ export async function vendorRoutes (app) {
   })
 }
 
+/**
+ * Serves this package's client, `fastify-sse-stream/client` (the built dist/lib/client/), to the
+ * page as one ES module at /vendor/client.js, eventsource-parser included. esbuild (a dev
+ * dependency, like @fastify/static) bundles it once, when the demo starts.
+ */
+export async function clientBundleRoutes (app) {
+  const { build } = await import('esbuild')
+  const result = await build({
+    entryPoints: [join(here, '..', 'dist', 'lib', 'client', 'index.js')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    write: false
+  })
+  const code = result.outputFiles[0].text
+  app.get('/vendor/client.js', (request, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(code))
+}
+
 /** The page at `/` and its files, plain HTML, CSS and JS from examples/public/. */
 export async function pageRoutes (app) {
   await app.register(fastifyStatic, { root: join(here, 'public'), decorateReply: false, ...NO_CACHE })
@@ -236,6 +255,7 @@ export function buildDemo ({ interval = 1000, retry = 15000, ticker = {}, broadc
   app.register(tickerRoutes, ticker)
   app.register(broadcastRoutes, broadcast)
   app.register(vendorRoutes)
+  app.register(clientBundleRoutes)
   app.register(pageRoutes)
   return app
 }

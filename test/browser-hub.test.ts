@@ -201,11 +201,11 @@ browserTest('demo page: the broadcast panel shows every event once, in order, in
     await context.close()
     await app.close()
   })
-  // The other panels end first: six streams fill the browser's six connections to this origin,
-  // and a publish needs one.
+  // The other panels end first: seven streams overfill the browser's six connections to this
+  // origin, and a publish needs one.
   await page.waitForFunction(() => {
     const state = (id: string) => document.getElementById(id).dataset.state
-    return state('seed-native') === 'ended' && state('seed-fetch') === 'ended' &&
+    return state('seed-native') === 'ended' && state('seed-fetch') === 'ended' && state('seed-client') === 'ended' &&
       state('ticker') === 'stopped' && state('wire') === 'stopped' &&
       state('sub-a') === 'open' && state('sub-b') === 'open'
   })

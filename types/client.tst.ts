@@ -8,6 +8,7 @@ import {
   text,
   type EventMapOf,
   type SseMessage,
+  type SseResetData,
   type SseResetEvent,
   type SseStream,
   type StandardSchemaV1
@@ -42,7 +43,8 @@ describe('connect(contract)', () => {
       if (event.event === 'token') expect(event.data).type.toBe<{ text: string }>()
       if (event.event === 'usage') expect(event.data.tokens).type.toBe<number>()
       if (event.event === 'note') expect(event.data).type.toBe<string>()
-      if (event.event === 'sse-reset') expect(event.data).type.toBe<{ topic: string, reason: string }>()
+      if (event.event === 'sse-reset') expect(event.data).type.toBe<SseResetData>()
+      if (event.event === 'sse-reset') expect(event.data.reason).type.toBe<'trimmed' | 'unknown' | 'lost' | 'too-far' | 'overflow'>()
       expect(event.event).type.toBe<'token' | 'usage' | 'note' | 'end' | 'sse-reset'>()
     }
   })

@@ -2,7 +2,7 @@
 // connection state, a reconnect counter, and every event with its name, id and data.
 import { runSeedClient } from '/seed-client.js'
 
-function panel (id) {
+export function panel (id) {
   const root = document.getElementById(id)
   const state = root.querySelector('.state')
   const reconnects = root.querySelector('.reconnects')
@@ -56,7 +56,7 @@ function panel (id) {
 }
 
 /** A random hex key (crypto.randomUUID() needs a secure context, which a LAN address is not). */
-function randomKey (bytes = 16) {
+export function randomKey (bytes = 16) {
   return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('')
 }
 

@@ -64,10 +64,14 @@ export type BodyOf<C extends StreamContract> =
   C['body'] extends StandardSchemaV1<infer Input, any> ? Input // eslint-disable-line @typescript-eslint/no-explicit-any
     : C['body'] extends EventDecoder<infer T> ? T : never
 
-/** The `data` of the hub's `sse-reset` event: its cursor could not be served. */
+/** The `data` of the hub's `sse-reset` event: its cursor could not be served (see docs/hub.md). */
 export interface SseResetData {
   topic: string
-  reason: string
+  reason: 'trimmed' | 'unknown' | 'lost' | 'too-far' | 'overflow'
+  /** The cursor that could not be served. */
+  from: string
+  /** The topic's head, where the stream goes on. */
+  head: string
 }
 
 /** The hub's `sse-reset` event, which any stream may carry. */

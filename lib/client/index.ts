@@ -171,6 +171,12 @@ function emit<A extends unknown[]> (fn: ((...args: A) => unknown) | undefined, .
   }
 }
 
+// A version 4 UUID (120 random bits). Not crypto.randomUUID(): it exists only in secure contexts,
+// and a page served over plain HTTP from a LAN address is not one; getRandomValues() is everywhere.
+const uuid = (): string => [...crypto.getRandomValues(new Uint8Array(16))]
+  .map((x) => (x | 256).toString(16).slice(1)).join('')
+  .replace(/^(.{8})(.{4}).(.{3}).(.{3})/, '$1-$2-4$3-a$4-')
+
 function retryAfter (response: Response): number | undefined {
   const value = response.headers.get('retry-after')?.trim()
   if (value) {
@@ -191,7 +197,7 @@ export function connect (target: StreamContract | Dynamic<string | URL>, options
   const random = options.random ?? Math.random
   const fetcher = options.fetch ?? ((request: Request) => fetch(request))
   const terminal = ([] as string[]).concat(options.terminalEvent ?? [])
-  const key = options.idempotencyKey === true ? crypto.randomUUID() : options.idempotencyKey
+  const key = options.idempotencyKey === true ? uuid() : options.idempotencyKey
   const onEnd = options.onEnd ?? 'reconnect'
   const maxRetries = options.maxRetries ?? Infinity
   const totalTimeout = options.totalTimeout ?? Infinity

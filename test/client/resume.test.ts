@@ -123,7 +123,7 @@ t.test('a resume URL on another origin, or one that is not a URL, is ignored', a
 })
 
 t.test("the hub's sse-reset passes through as an event, and onReset hears it", async (t) => {
-  const reset = { event: 'sse-reset', id: '10', data: JSON.stringify({ topic: 'prices', reason: 'cursor-too-old' }) }
+  const reset = { event: 'sse-reset', id: '10', data: JSON.stringify({ topic: 'prices', reason: 'trimmed', from: '3', head: '10' }) }
   const { url } = await startApp(t, (app) => {
     app.get('/topic', (_req, reply) => reply.sse([{ ...reset, data: reset.data }, { id: '11', event: 'tick', data: '{"n":11}' }, { event: 'end', data: '{}' }]))
   })
@@ -131,13 +131,13 @@ t.test("the hub's sse-reset passes through as an event, and onReset hears it", a
   const untyped = connect(`${url}/topic`, { terminalEvent: 'end', onReset: (data, id) => resets.push([data, id]) })
   const raw = await take(untyped)
   t.same(raw[0], { event: 'sse-reset', data: reset.data, id: '10' }, 'without a contract, data stays text')
-  t.same(resets, [[{ topic: 'prices', reason: 'cursor-too-old' }, '10']])
+  t.same(resets, [[{ topic: 'prices', reason: 'trimmed', from: '3', head: '10' }, '10']])
 
   const contract = defineStream({ path: '/topic', events: { tick: json<{ n: number }>(), end: json<object>() } })
   const typed = connect(contract, { baseUrl: url, terminalEvent: 'end' })
   const events = await take(typed)
   t.same(events, [
-    { event: 'sse-reset', data: { topic: 'prices', reason: 'cursor-too-old' }, id: '10' },
+    { event: 'sse-reset', data: { topic: 'prices', reason: 'trimmed', from: '3', head: '10' }, id: '10' },
     { event: 'tick', data: { n: 11 }, id: '11' },
     { event: 'end', data: {}, id: '11' }
   ])
