@@ -5,7 +5,8 @@ import type { SseCloseReason, SseContext } from '../types/index.js'
 import { encodeEvent } from './encoder.js'
 import { FST_ERR_SSE_CLOSED } from './errors.js'
 import { cachedLastEventId, readLastEventId } from './last-event-id.js'
-import type { ResolvedOptions, ResolvedPluginOptions } from './options.js'
+import type { ResolvedOptions } from './options.js'
+import type { PluginState } from './plugin-state.js'
 
 export const kResume = Symbol('fastify-sse-stream.resume')
 export const kRelease = Symbol('fastify-sse-stream.release')
@@ -22,17 +23,6 @@ export interface Producer {
   [kRelease]: () => void
   /** The server is closing (optional): a producer with no farewell to give ends the stream now. */
   [kShutdown]?: () => void
-}
-
-/** The open streams of one plugin instance, for graceful shutdown. */
-export interface Registry {
-  readonly streams: Set<SseStream>
-  readonly hub: import('./hub/hub.js').Hub
-  /** Replies of `sse: true` routes whose handler returned and waits for reply.sse(). */
-  readonly waiting: Set<FastifyReply>
-  readonly options: ResolvedPluginOptions
-  readonly heartbeats: import('./heartbeats.js').Heartbeats
-  closing: boolean
 }
 
 const OPEN = 0
@@ -189,18 +179,18 @@ export class SseStream {
   readonly log: FastifyBaseLogger
 
   constructor (
-    private readonly registry: Registry,
+    private readonly plugin: PluginState,
     request: FastifyRequest,
     res: ServerResponse,
     readonly options: ResolvedOptions
   ) {
     this.res = res
     this.log = request.log
-    const plugin = registry.options
+    const defaults = plugin.options
     // Read once per request, unless this call reads another query parameter.
-    this.lastEventId = options.lastEventIdQuery === plugin.lastEventIdQuery
-      ? cachedLastEventId(request, plugin.lastEventIdQuery, plugin.lastEventIdMaxLength)
-      : readLastEventId(request, options.lastEventIdQuery, plugin.lastEventIdMaxLength)
+    this.lastEventId = options.lastEventIdQuery === defaults.lastEventIdQuery
+      ? cachedLastEventId(request, defaults.lastEventIdQuery, defaults.lastEventIdMaxLength)
+      : readLastEventId(request, options.lastEventIdQuery, defaults.lastEventIdMaxLength)
   }
 
   /** The `ctx` given to a source function; made only for those. */
@@ -269,7 +259,7 @@ export class SseStream {
       ;(socket as Socket & Carrier)[kStream] = this
       socket.on('close', onConnectionClose)
     }
-    this.registry.streams.add(this)
+    this.plugin.streams.add(this)
     this.started = this.lastWrite = Math.floor(performance.now())
     // The head is handed over at once, as a chunk of its own: Node keeps the head it sent, and
     // sent together with a first frame it stays a tree of every header line's pieces (about 450
@@ -287,7 +277,7 @@ export class SseStream {
     // ignores, so that a client can tell a stale connection (`fastify-sse-stream/client` does).
     // None for a bodiless response: the log line would count bytes that never went out.
     if (options.opening !== '' && !bodiless) this.write(options.opening)
-    if (options.heartbeat > 0) this.registry.heartbeats.watch(options.heartbeat)
+    if (options.heartbeat > 0) this.plugin.scheduler.watch(options.heartbeat)
     // The client may have left while an async handler awaited: its close events have already fired.
     if (responseClosed(res)) this.close('client-closed')
     // A bodiless response would take every frame and never push back on the source.
@@ -431,7 +421,7 @@ export class SseStream {
       if (carrier[kStream] === this) carrier[kStream] = undefined
     }
     this.waitingForDrain = false
-    this.registry.streams.delete(this)
+    this.plugin.streams.delete(this)
     this.abort(reason)
     const producer = this.producer
     this.producer = null
@@ -519,8 +509,11 @@ export class SseStream {
     this.close('stalled')
   }
 
-  /** A heartbeat goes out after a whole interval with no write, and never into a full socket. */
-  beatIfDue (now: number): void {
+  /**
+   * The scheduler's look at this stream: a heartbeat goes out after a whole interval with no
+   * write, and never into a full socket.
+   */
+  tick (now: number): void {
     const interval = this.options.heartbeat
     if (interval > 0 && !this.backpressured && this.state !== CLOSED && now - this.lastWrite >= interval) this.write(HEARTBEAT)
   }
