@@ -22,7 +22,8 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
 
   fastify.decorate('sse', {
     publish: (topic: string, event: EventObject, options?: PublishOptions) => hub.publish(topic, event, options),
-    pipe: (topic: string, source: Parameters<Hub['pipe']>[1]) => hub.pipe(topic, source)
+    pipe: (topic: string, source: Parameters<Hub['pipe']>[1]) => hub.pipe(topic, source),
+    stats: () => state.stats()
   })
   fastify.decorateReply('sse', sse)
   fastify.decorateReply('sseSink', sseSink)
