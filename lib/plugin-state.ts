@@ -126,10 +126,12 @@ export class PluginState {
     if (key !== undefined) this.keys.set(key, (this.keys.get(key) ?? 0) + 1)
   }
 
-  /** A stream that opened has ended. */
+  /**
+   * A stream that opened has ended. (Only those call it: one refused, or abandoned before its
+   * head, never counted and ends through abandon().)
+   */
   closed (stream: SseStream, reason: SseCloseReason): void {
-    // Only a stream that opened is in the set; one refused or abandoned before its head never counted.
-    if (!this.streams.delete(stream)) return
+    this.streams.delete(stream)
     this.ended[reason]++
     this.events += stream.events
     this.bytes += stream.bytes
