@@ -1,7 +1,7 @@
 // Scale: 20,000 idle streams in one server process on loopback. Reports the heap and RSS per
 // connection at 5,000 and at the full count, and how long app.close() takes to end them all.
 //
-//   npm run build && node bench/scale.js [--count=20000] [--step=5000] [--subject=fastify-sse-stream]
+//   npm run build && node bench/scale.js [--count=20000] [--step=5000] [--subject=fastify-sse-stream] [--grace=ms]
 //
 // The server runs in a process of its own, with `ulimit -n` raised by the shell that starts it
 // (to the hard limit at most: raising that needs privileges); the clients run in separate
@@ -67,7 +67,7 @@ async function serve () {
     })
   } else {
     const { default: sse } = await import('../dist/index.js')
-    await app.register(sse)
+    await app.register(sse, args.grace === undefined ? {} : { shutdownGrace: Number(args.grace) })
     app.get('/sub', (request, reply) => { void reply.sseSink().send({ data: 'hello' }) })
   }
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -157,7 +157,10 @@ async function main () {
   // The server needs a descriptor per stream and a few of its own.
   const count = Math.min(wanted, hard - 64)
   if (count < wanted) console.log(`ulimit -Hn is ${hard}: ${count} streams, not ${wanted} (raising the hard limit needs privileges)`)
-  const server = child('server', Math.min(hard, count + 1024), args.subject === undefined ? [] : [`--subject=${args.subject}`])
+  const server = child('server', Math.min(hard, count + 1024), [
+    ...(args.subject === undefined ? [] : [`--subject=${args.subject}`]),
+    ...(args.grace === undefined ? [] : [`--grace=${args.grace}`])
+  ])
   const { port } = await server.ready
   const pool = []
   const mb = (b) => (b / 1048576).toFixed(1) + ' MiB'
