@@ -6,9 +6,8 @@ import { DEFAULTS, resolveOptions } from './lib/options.js'
 import { replyDecorators } from './lib/reply.js'
 import { Hub } from './lib/hub/hub.js'
 import { resolveHub } from './lib/hub/options.js'
-import { refuse, sseRouteHook } from './lib/sse-route.js'
-import type { Registry, SseStream } from './lib/stream.js'
-import { Heartbeats } from './lib/heartbeats.js'
+import { sseRouteHook } from './lib/sse-route.js'
+import { PluginState } from './lib/plugin-state.js'
 
 export type * from './types/index.js'
 export { encodeEvent, prepareEvent, PreparedEvent } from './lib/encoder.js'
@@ -18,13 +17,13 @@ export * as errors from './lib/errors.js'
 async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Promise<void> {
   const options = resolveOptions(DEFAULTS, opts, fastify.log)
   const hub = new Hub(resolveHub(opts.hub), fastify.log)
-  const streams = new Set<SseStream>()
-  const registry: Registry = { streams, waiting: new Set(), options, heartbeats: new Heartbeats(streams), closing: false, hub }
-  const { sse, sseSink, sseSubscribe } = replyDecorators(registry)
+  const state = new PluginState(options, hub, fastify.log)
+  const { sse, sseSink, sseSubscribe } = replyDecorators(state)
 
   fastify.decorate('sse', {
     publish: (topic: string, event: EventObject, options?: PublishOptions) => hub.publish(topic, event, options),
-    pipe: (topic: string, source: Parameters<Hub['pipe']>[1]) => hub.pipe(topic, source)
+    pipe: (topic: string, source: Parameters<Hub['pipe']>[1]) => hub.pipe(topic, source),
+    stats: () => state.stats()
   })
   fastify.decorateReply('sse', sse)
   fastify.decorateReply('sseSink', sseSink)
@@ -35,18 +34,10 @@ async function fastifySSE (fastify: FastifyInstance, opts: SsePluginOptions): Pr
       return cachedLastEventId(this, options.lastEventIdQuery, options.lastEventIdMaxLength)
     }
   })
-  fastify.addHook('onRoute', sseRouteHook(registry))
+  fastify.addHook('onRoute', sseRouteHook(state))
   // Shutdown: no new stream, and every open one gets its signal, its grace period and its end.
-  fastify.addHook('preClose', async () => {
-    registry.closing = true
-    // An `sse: true` handler still waiting for its reply.sse() gets the 503 a late stream gets.
-    for (const reply of Array.from(registry.waiting)) void refuse(registry, reply)
-    await Promise.all(Array.from(registry.streams, (stream) => stream.shutdown()))
-  })
-  fastify.addHook('onClose', async () => {
-    registry.heartbeats.stop()
-    await hub.close()
-  })
+  fastify.addHook('preClose', () => state.shutdown())
+  fastify.addHook('onClose', () => state.close())
 }
 
 const plugin = fp(fastifySSE, { fastify: '5.x', name: 'fastify-sse-stream' })

@@ -71,6 +71,14 @@ export const FST_ERR_SSE_CLOSED = define<[reason: string]>(
 export const FST_ERR_SSE_SERVER_CLOSING = define(
   'FST_ERR_SSE_SERVER_CLOSING', 'The server is shutting down; reconnect later', 503, Error)
 
+/** Admission control: the answers to a stream refused before its reply is taken */
+export const FST_ERR_SSE_TOO_MANY_STREAMS = define<[limit: number]>(
+  'FST_ERR_SSE_TOO_MANY_STREAMS', 'The server holds its limit of %s open streams; reconnect later', 503, Error)
+export const FST_ERR_SSE_TOO_MANY_STREAMS_PER_KEY = define<[limit: number]>(
+  'FST_ERR_SSE_TOO_MANY_STREAMS_PER_KEY', 'This client holds its limit of %s open streams; close one or reconnect later', 429, Error)
+export const FST_ERR_SSE_ADMISSION_KEY = define<[received: string]>(
+  'FST_ERR_SSE_ADMISSION_KEY', 'The admissionKey option must return a string, instead it %s', 500, Error)
+
 /** The hub */
 export const FST_ERR_SSE_INVALID_TOPIC = define<[received: string]>(
   'FST_ERR_SSE_INVALID_TOPIC',

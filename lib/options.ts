@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { SsePluginOptions, SseStreamOptions } from '../types/index.js'
 import type { EventObject, Serializer } from './encoder.js'
 import { MAX_RETRY } from './encoder.js'
@@ -15,6 +15,14 @@ export interface ResolvedOptions {
   readonly shutdownRetry: readonly [min: number, max: number] | false
   readonly errorEvent: false | ((error: unknown) => EventObject)
   readonly queueLimit: number
+  /** ms a stream lives (80 to 100 % of it, at random); 0: no limit. */
+  readonly maxAge: number
+  /** The `retry:` window of a stream ended by `maxAge` or `expiresAt`. */
+  readonly expiryRetry: readonly [min: number, max: number] | false
+  /** Per call only: when the stream ends as `expired`, in ms since the epoch. */
+  readonly expiresAt: number | undefined
+  /** The level of the line logged when a stream ends. */
+  readonly logLevel: LogLevel
   /** The lines a stream opens with: `retry: <ms>` and `: heartbeat=<ms>`, as set (derived). */
   readonly opening: string
 }
@@ -22,6 +30,19 @@ export interface ResolvedOptions {
 export interface ResolvedPluginOptions extends ResolvedOptions {
   readonly lastEventIdMaxLength: number
   readonly retryAfter: number
+  /** Open streams of the plugin instance at most; 0: no limit. */
+  readonly maxStreams: number
+  /** Open streams per admission key at most; 0: no limit. */
+  readonly maxStreamsPerKey: number
+  /** The admission key of a request. */
+  readonly admissionKey: (request: FastifyRequest) => string
+}
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
+
+function requestIp (request: FastifyRequest): string {
+  return request.ip
 }
 
 // The most setTimeout() can wait; longer delays fire at once.
@@ -41,6 +62,13 @@ export const DEFAULTS: ResolvedPluginOptions = Object.freeze({
   queueLimit: 1024, // events
   lastEventIdMaxLength: 1024, // UTF-16 code units
   retryAfter: 5, // s
+  maxAge: 0, // ms; 0: no limit
+  expiryRetry: Object.freeze([500, 3_000] as const), // ms
+  expiresAt: undefined,
+  logLevel: 'info',
+  maxStreams: 0, // 0: no limit
+  maxStreamsPerKey: 0, // 0: no limit
+  admissionKey: requestIp,
   opening: opening(undefined, 15_000)
 })
 
@@ -73,7 +101,22 @@ function defaultErrorEvent (error: unknown): EventObject {
 }
 
 // Options that only registration takes: a stream of its own could not honour them.
-const PLUGIN_ONLY = ['lastEventIdMaxLength', 'retryAfter', 'hub'] as const
+const PLUGIN_ONLY = ['lastEventIdMaxLength', 'retryAfter', 'hub', 'maxStreams', 'maxStreamsPerKey', 'admissionKey'] as const
+
+/** A `[min, max]` window of `retry:` values, or false. */
+function retryWindow (name: string, range: unknown): readonly [number, number] | false {
+  if (range !== false && !(Array.isArray(range) && range.length === 2 && isInt(range[0], 0, MAX_RETRY) && isInt(range[1], range[0], MAX_RETRY))) {
+    invalid(name, `false or [min, max], integer numbers of ms with 0 <= min <= max <= ${MAX_RETRY}`, range)
+  }
+  return range === false ? false : Object.freeze([range[0], range[1]] as [number, number])
+}
+
+/** A limit of streams: false or 0 for none. */
+function limit (name: string, value: unknown): number {
+  if (value === false) return 0
+  if (!isInt(value, 0, Number.MAX_SAFE_INTEGER)) invalid(name, 'false or a non-negative integer', value)
+  return value
+}
 
 /**
  * Applies `options` over `base`, validating each one given. Returns `base` itself when there is
@@ -116,11 +159,26 @@ export function resolveOptions<T extends ResolvedOptions> (
   }
   if (o.shutdownGrace !== undefined) out.shutdownGrace = duration('shutdownGrace', o.shutdownGrace)
   if (o.shutdownRetry !== undefined) {
-    const range: unknown = o.shutdownRetry
-    if (range !== false && !(Array.isArray(range) && range.length === 2 && isInt(range[0], 0, MAX_RETRY) && isInt(range[1], range[0], MAX_RETRY))) {
-      invalid('shutdownRetry', `false or [min, max], integer numbers of ms with 0 <= min <= max <= ${MAX_RETRY}`, range)
-    }
-    out.shutdownRetry = range === false ? false : Object.freeze([range[0], range[1]])
+    out.shutdownRetry = retryWindow('shutdownRetry', o.shutdownRetry)
+  }
+  if (o.maxAge !== undefined) out.maxAge = duration('maxAge', o.maxAge)
+  if (o.expiryRetry !== undefined) out.expiryRetry = retryWindow('expiryRetry', o.expiryRetry)
+  if (o.expiresAt !== undefined) {
+    // A token's exp is a time, not a duration: given at registration it would end every stream at once.
+    if (!perCall) invalid('expiresAt', 'given per stream, not at registration', o.expiresAt)
+    const at = o.expiresAt instanceof Date ? o.expiresAt.getTime() : o.expiresAt
+    if (typeof at !== 'number' || !Number.isFinite(at)) invalid('expiresAt', 'a valid Date or a number of ms since the epoch', o.expiresAt)
+    out.expiresAt = at
+  }
+  if (o.logLevel !== undefined) {
+    if (!LOG_LEVELS.includes(o.logLevel)) invalid('logLevel', `one of ${LOG_LEVELS.map((l) => `'${l}'`).join(', ')}`, o.logLevel)
+    out.logLevel = o.logLevel
+  }
+  if (o.maxStreams !== undefined) out.maxStreams = limit('maxStreams', o.maxStreams)
+  if (o.maxStreamsPerKey !== undefined) out.maxStreamsPerKey = limit('maxStreamsPerKey', o.maxStreamsPerKey)
+  if (o.admissionKey !== undefined) {
+    if (typeof o.admissionKey !== 'function') invalid('admissionKey', 'a function', o.admissionKey)
+    out.admissionKey = o.admissionKey
   }
   if (o.errorEvent !== undefined) {
     if (typeof o.errorEvent === 'function') out.errorEvent = o.errorEvent

@@ -10,16 +10,17 @@ import { MAX_TOPICS, type Start, checkTopic } from './hub/hub.js'
 import { type SubscribeOptions, resolveSubscribe } from './hub/options.js'
 import { formatId, topicsHash } from './hub/position.js'
 import { readLastEventId } from './last-event-id.js'
-import { type Registry, SseStream } from './stream.js'
+import type { PluginState } from './plugin-state.js'
+import { SseStream } from './stream.js'
 
 function checkSource (value: unknown): asserts value is AsyncIterable<EventObject> | Iterable<EventObject> {
   if (!isIterable(value) || typeof value === 'string') throw new FST_ERR_SSE_INVALID_SOURCE(describe(value))
 }
 
-function createStream (registry: Registry, reply: FastifyReply, callOptions: SseStreamOptions | undefined): SseStream {
+function createStream (state: PluginState, reply: FastifyReply, callOptions: SseStreamOptions | undefined): SseStream {
   if (reply.sent || reply.raw.headersSent) throw new FST_ERR_SSE_ALREADY_SENT()
   // With the request's logger, so that a per-call retry below the floor is warned about (with its reqId).
-  return new SseStream(registry, reply.request, reply.raw, resolveOptions(registry.options, callOptions, reply.log, true))
+  return new SseStream(state, reply.request, reply.raw, resolveOptions(state.options, callOptions, reply.log, true))
 }
 
 // How long a new subscription's response waits for a shared broker before it opens anyway.
@@ -59,7 +60,7 @@ function longHubId (reply: FastifyReply, stream: SseStream, topics: number, maxL
 }
 
 /** The `reply.sse()`, `reply.sseSink()` and `reply.sseSubscribe()` decorators of one plugin instance. */
-export function replyDecorators (registry: Registry): {
+export function replyDecorators (state: PluginState): {
   sse: (this: FastifyReply, source: SseSource<EventObject>, callOptions?: SseStreamOptions) => Promise<void>
   sseSink: (this: FastifyReply, callOptions?: SseStreamOptions) => SseSink<EventObject>
   sseSubscribe: (this: FastifyReply, topics: string | readonly string[], callOptions?: SubscribeOptions & SseStreamOptions) => Promise<void>
@@ -72,7 +73,7 @@ export function replyDecorators (registry: Registry): {
     }
     // Everything that can throw runs before the reply is taken, so Fastify still answers the error.
     const { stream, iterable } = beforeOpen(this, () => {
-      const stream = createStream(registry, this, callOptions)
+      const stream = createStream(state, this, callOptions)
       let iterable: unknown = source
       if (typeof source === 'function') {
         iterable = source(stream.context)
@@ -80,7 +81,7 @@ export function replyDecorators (registry: Registry): {
       } else {
         checkSource(source)
       }
-      if (!registry.closing) {
+      if (!state.closing) {
         try {
           stream.open(this)
         } catch (error) {
@@ -93,8 +94,8 @@ export function replyDecorators (registry: Registry): {
       }
       return { stream, iterable }
     })
-    if (registry.closing) {
-      stream.refused(refuse(registry, this))
+    if (state.closing) {
+      stream.refused(refuse(state, this))
       dropSource(iterable, this.request.log)
       return stream.done
     }
@@ -117,14 +118,14 @@ export function replyDecorators (registry: Registry): {
 
   function sseSink (this: FastifyReply, callOptions?: SseStreamOptions): SseSink<EventObject> {
     if (wasRefused(this)) {
-      const stream = new SseStream(registry, this.request, this.raw, resolveOptions(registry.options, callOptions, undefined, true))
+      const stream = new SseStream(state, this.request, this.raw, resolveOptions(state.options, callOptions, undefined, true))
       stream.abandon('shutdown')
       return new Sink(stream)
     }
-    const stream = beforeOpen(this, () => createStream(registry, this, callOptions))
+    const stream = beforeOpen(this, () => createStream(state, this, callOptions))
     const sink = new Sink(stream)
-    if (registry.closing) {
-      stream.refused(refuse(registry, this))
+    if (state.closing) {
+      stream.refused(refuse(state, this))
     } else {
       beforeOpen(this, () => stream.open(this))
       wake(this)
@@ -135,13 +136,13 @@ export function replyDecorators (registry: Registry): {
   function sseSubscribe (this: FastifyReply, topics: string | readonly string[], callOptions?: SubscribeOptions & SseStreamOptions): Promise<void> {
     if (wasRefused(this)) return Promise.resolve()
     const reply = this
-    const hub = registry.hub
+    const hub = state.hub
     const { stream, names, subscription, lastEventId } = beforeOpen(this, () => {
       const names = checkTopics(topics)
       const subscription = resolveSubscribe(callOptions, hub.resetEvent)
-      const stream = createStream(registry, this, callOptions)
+      const stream = createStream(state, this, callOptions)
       // A subscription's own ids may be longer than lastEventIdMaxLength (many topics).
-      const lastEventId = stream.lastEventId ?? longHubId(this, stream, names.length, registry.options.lastEventIdMaxLength)
+      const lastEventId = stream.lastEventId ?? longHubId(this, stream, names.length, state.options.lastEventIdMaxLength)
       return { stream, names, subscription, lastEventId }
     })
     const pending = hub.prepare(names, lastEventId)
@@ -152,7 +153,7 @@ export function replyDecorators (registry: Registry): {
     let opened = false
     let failure: { error: unknown } | undefined
     const timer = setTimeout(() => {
-      if (registry.closing || wasRefused(reply)) return
+      if (state.closing || wasRefused(reply)) return
       try {
         beforeOpen(reply, () => open())
         opened = true
@@ -188,11 +189,11 @@ export function replyDecorators (registry: Registry): {
           const start = hub.start(names, lastEventId, lastEventId === undefined && refusedId(reply, stream), subscription.from, subscription.maxReplay)
           // A stream that is over (a piped stream the client has whole): 204, which ends EventSource.
           if (start.over) reply.code(204)
-          if (!registry.closing) open()
+          if (!state.closing) open()
           return start
         })
-        if (registry.closing) {
-          stream.refused(refuse(registry, reply))
+        if (state.closing) {
+          stream.refused(refuse(state, reply))
           return stream.done
         }
         wake(reply)

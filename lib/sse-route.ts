@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
 import { isThenable } from './source.js'
 import { FST_ERR_SSE_SERVER_CLOSING } from './errors.js'
-import { type Registry, responseClosed } from './stream.js'
+import type { PluginState } from './plugin-state.js'
+import { responseClosed } from './stream.js'
 
 const kWaitForStream = Symbol('fastify-sse-stream.waitForStream')
 const kRefused = Symbol('fastify-sse-stream.refused')
@@ -15,7 +16,7 @@ type WaitingReply = FastifyReply & { [kWaitForStream]?: Waiter, [kRefused]?: boo
  * waits instead, until the reply is taken by a stream (or refused with 503), or rejects with the
  * error that stopped reply.sse(), so that Fastify answers it rather than nothing at all.
  */
-export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?: boolean }) => void {
+export function sseRouteHook (state: PluginState): (route: RouteOptions & { sse?: boolean }) => void {
   return function wrapSseRoute (route) {
     if (route.sse !== true) return
     const handler = route.handler
@@ -26,20 +27,20 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
         if (value !== undefined || reply.sent) return value
         return new Promise<undefined>((resolve, reject) => {
           ;(reply as WaitingReply)[kWaitForStream] = (failure) => {
-            registry.waiting.delete(reply)
+            state.waiting.delete(reply)
             if (failure === undefined) resolve(undefined)
             else reject(failure.error)
           }
           // Shutdown has begun: the 503 at once (the handler still settles only once it is out),
           // unless a reply.sse() the handler called while closing is already sending it.
           if (wasRefused(reply)) whenOut(reply, () => wake(reply))
-          else if (registry.closing) void refuse(registry, reply)
+          else if (state.closing) void refuse(state, reply)
           else if (!responseClosed(reply.raw)) {
-            registry.waiting.add(reply)
-            // A client that leaves takes its reply out of the registry: the app may never call
-            // reply.sse() for it now, and the registry must not hold it until the shutdown.
+            state.waiting.add(reply)
+            // A client that leaves takes its reply out of the state: the app may never call
+            // reply.sse() for it now, and the state must not hold it until the shutdown.
             // (One that left while the handler ran had its 'close' already: it is never added.)
-            reply.raw.once('close', () => registry.waiting.delete(reply))
+            reply.raw.once('close', () => state.waiting.delete(reply))
           }
         })
       })
@@ -52,9 +53,9 @@ export function sseRouteHook (registry: Registry): (route: RouteOptions & { sse?
  * reply.sse(), while the server shuts down. A reply.sse() or sseSink() that comes later on this
  * reply ends at once, quietly. Settles, and wakes a waiting handler, once the 503 is out.
  */
-export function refuse (registry: Registry, reply: FastifyReply): Promise<void> {
+export function refuse (state: PluginState, reply: FastifyReply): Promise<void> {
   (reply as WaitingReply)[kRefused] = true
-  reply.code(503).header('retry-after', String(registry.options.retryAfter)).send(new FST_ERR_SSE_SERVER_CLOSING())
+  reply.code(503).header('retry-after', String(state.options.retryAfter)).send(new FST_ERR_SSE_SERVER_CLOSING())
   return new Promise((resolve) => {
     whenOut(reply, () => {
       wake(reply)

@@ -2,10 +2,12 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { SseCloseReason, SseContext } from '../types/index.js'
+import { channels } from './diagnostics.js'
 import { encodeEvent } from './encoder.js'
 import { FST_ERR_SSE_CLOSED } from './errors.js'
 import { cachedLastEventId, readLastEventId } from './last-event-id.js'
-import type { ResolvedOptions, ResolvedPluginOptions } from './options.js'
+import type { ResolvedOptions } from './options.js'
+import type { PluginState } from './plugin-state.js'
 
 export const kResume = Symbol('fastify-sse-stream.resume')
 export const kRelease = Symbol('fastify-sse-stream.release')
@@ -22,17 +24,6 @@ export interface Producer {
   [kRelease]: () => void
   /** The server is closing (optional): a producer with no farewell to give ends the stream now. */
   [kShutdown]?: () => void
-}
-
-/** The open streams of one plugin instance, for graceful shutdown. */
-export interface Registry {
-  readonly streams: Set<SseStream>
-  readonly hub: import('./hub/hub.js').Hub
-  /** Replies of `sse: true` routes whose handler returned and waits for reply.sse(). */
-  readonly waiting: Set<FastifyReply>
-  readonly options: ResolvedPluginOptions
-  readonly heartbeats: import('./heartbeats.js').Heartbeats
-  closing: boolean
 }
 
 const OPEN = 0
@@ -168,7 +159,8 @@ export class SseStream {
   backpressured = false
   events = 0
   private state = OPEN
-  private bytes = 0
+  /** Bytes written (the head not included). */
+  bytes = 0
   private writes = 0
   // Whole ms of performance.now(): small integers, which a field holds without a heap number.
   private lastWrite = 0
@@ -187,20 +179,29 @@ export class SseStream {
   private readonly res: ServerResponse
   /** The request's logger: the stream holds neither the request nor the reply once open. */
   readonly log: FastifyBaseLogger
+  /** The route's URL as declared, for the stats and the diagnostics channels. */
+  route = ''
+  /** The request's id, for the diagnostics channels. */
+  reqId = ''
+  /** The admission key, when keys are counted (maxStreamsPerKey). */
+  key: string | undefined = undefined
+  // When the stream ends on its own (performance.now() ms), and as what; none by default.
+  private endAt = 0
+  private endFor: 'max-age' | 'expired' | undefined = undefined
 
   constructor (
-    private readonly registry: Registry,
+    private readonly plugin: PluginState,
     request: FastifyRequest,
     res: ServerResponse,
     readonly options: ResolvedOptions
   ) {
     this.res = res
     this.log = request.log
-    const plugin = registry.options
+    const defaults = plugin.options
     // Read once per request, unless this call reads another query parameter.
-    this.lastEventId = options.lastEventIdQuery === plugin.lastEventIdQuery
-      ? cachedLastEventId(request, plugin.lastEventIdQuery, plugin.lastEventIdMaxLength)
-      : readLastEventId(request, options.lastEventIdQuery, plugin.lastEventIdMaxLength)
+    this.lastEventId = options.lastEventIdQuery === defaults.lastEventIdQuery
+      ? cachedLastEventId(request, defaults.lastEventIdQuery, defaults.lastEventIdMaxLength)
+      : readLastEventId(request, options.lastEventIdQuery, defaults.lastEventIdMaxLength)
   }
 
   /** The `ctx` given to a source function; made only for those. */
@@ -240,7 +241,9 @@ export class SseStream {
 
   /** Hijacks the reply, sends the headers at once, and starts watching the connection. */
   open (reply: FastifyReply): void {
-    const { res, options } = this
+    const { res, options, plugin } = this
+    // Admission control first: refused, the stream has taken nothing, and Fastify answers.
+    this.key = plugin.admit(reply)
     const request = reply.request
     const version = request.raw.httpVersionMajor
     const http1 = version < 2
@@ -269,8 +272,10 @@ export class SseStream {
       ;(socket as Socket & Carrier)[kStream] = this
       socket.on('close', onConnectionClose)
     }
-    this.registry.streams.add(this)
-    this.started = this.lastWrite = Math.floor(performance.now())
+    this.route = request.routeOptions.url ?? ''
+    this.reqId = request.id
+    plugin.opened(this)
+    const started = this.started = this.lastWrite = Math.floor(performance.now())
     // The head is handed over at once, as a chunk of its own: Node keeps the head it sent, and
     // sent together with a first frame it stays a tree of every header line's pieces (about 450
     // bytes held by each idle stream); sent alone it is made one flat string. The socket stays
@@ -287,11 +292,28 @@ export class SseStream {
     // ignores, so that a client can tell a stale connection (`fastify-sse-stream/client` does).
     // None for a bodiless response: the log line would count bytes that never went out.
     if (options.opening !== '' && !bodiless) this.write(options.opening)
-    if (options.heartbeat > 0) this.registry.heartbeats.watch(options.heartbeat)
+    if (options.heartbeat > 0) plugin.scheduler.watch(options.heartbeat)
+    const { maxAge, expiresAt } = options
+    if (maxAge > 0) {
+      // 80 to 100 % of it: streams opened together (after a deploy, say) do not end together.
+      this.endAt = started + Math.floor(maxAge * (0.8 + 0.2 * Math.random()))
+      this.endFor = 'max-age'
+    }
+    if (expiresAt !== undefined) {
+      const at = started + Math.floor(expiresAt - Date.now())
+      if (this.endFor === undefined || at < this.endAt) {
+        this.endAt = at
+        this.endFor = 'expired'
+      }
+    }
+    if (this.endFor !== undefined) plugin.scheduler.watch(this.endAt - started)
+    if (channels.streamOpen.hasSubscribers) channels.streamOpen.publish({ request, route: this.route, lastEventId: this.lastEventId })
     // The client may have left while an async handler awaited: its close events have already fired.
     if (responseClosed(res)) this.close('client-closed')
     // A bodiless response would take every frame and never push back on the source.
     else if (bodiless) this.close('done')
+    // A token that has expired already: the stream ends at once.
+    else if (this.endFor !== undefined && this.endAt <= started) this.close(this.endFor)
   }
 
   /**
@@ -431,7 +453,7 @@ export class SseStream {
       if (carrier[kStream] === this) carrier[kStream] = undefined
     }
     this.waitingForDrain = false
-    this.registry.streams.delete(this)
+    this.plugin.closed(this, reason)
     this.abort(reason)
     const producer = this.producer
     this.producer = null
@@ -447,31 +469,32 @@ export class SseStream {
       // What is left of a large frame goes out before the end (and the retry line).
       if (this.rest.length !== 0) res.write(this.rest)
       this.rest = ''
-      if (reason === 'shutdown') {
-        // Clients come back spread over a window, not all in the same second. Only the line: a
-        // blank line would make fetch-event-source fire an empty message, and the field takes
-        // effect as soon as it is read.
-        const range = this.options.shutdownRetry
-        if (range !== false && !gone) {
-          const line = 'retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n'
-          // Straight to the response, not through write(): the stream is closed, and a write
-          // that fills the socket would arm a write deadline that no drain clears any more.
-          res.write(line)
-          this.bytes += line.length
-        }
-        if (socket !== null) res.once('finish', () => socket.end())
+      // Clients come back spread over a window, not all in the same second: after a shutdown, and
+      // after a lifetime (they resume by id, on whichever node takes them). Only the line: a
+      // blank line would make fetch-event-source fire an empty message, and the field takes
+      // effect as soon as it is read.
+      const range = reason === 'shutdown'
+        ? this.options.shutdownRetry
+        : reason === 'max-age' || reason === 'expired' ? this.options.expiryRetry : false
+      if (range !== false && !gone) {
+        const line = 'retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n'
+        // Straight to the response, not through write(): the stream is closed, and a write
+        // that fills the socket would arm a write deadline that no drain clears any more.
+        res.write(line)
+        this.bytes += line.length
       }
+      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.end())
       res.end()
     }
     // The error listener stays: a late socket error must not become an uncaught exception.
-    this.log.info({
-      sse: {
-        reason,
-        durationMs: Math.round(performance.now() - this.started),
-        events: this.events,
-        bytes: this.bytes
-      }
-    }, 'fastify-sse-stream: stream ended')
+    const level = this.options.logLevel
+    const durationMs = Math.round(performance.now() - this.started)
+    if (level !== 'silent') {
+      this.log[level]({ sse: { reason, durationMs, events: this.events, bytes: this.bytes } }, 'fastify-sse-stream: stream ended')
+    }
+    if (channels.streamClose.hasSubscribers) {
+      channels.streamClose.publish({ reqId: this.reqId, route: this.route, reason, durationMs, events: this.events, bytes: this.bytes })
+    }
     this.resolveDone?.()
   }
 
@@ -519,10 +542,17 @@ export class SseStream {
     this.close('stalled')
   }
 
-  /** A heartbeat goes out after a whole interval with no write, and never into a full socket. */
-  beatIfDue (now: number): void {
+  /**
+   * The scheduler's look at this stream: a heartbeat goes out after a whole interval with no
+   * write, and never into a full socket.
+   */
+  tick (now: number): void {
+    if (this.backpressured || this.state === CLOSED) return
+    // Its lifetime is over: it ends between two frames (a full socket waits for its drain, or
+    // for the write deadline). Not once a shutdown has begun: that ends it.
+    if (this.endFor !== undefined && now >= this.endAt && this.state === OPEN) return this.close(this.endFor)
     const interval = this.options.heartbeat
-    if (interval > 0 && !this.backpressured && this.state !== CLOSED && now - this.lastWrite >= interval) this.write(HEARTBEAT)
+    if (interval > 0 && now - this.lastWrite >= interval) this.write(HEARTBEAT)
   }
 
 }

@@ -23,6 +23,7 @@ t.test('docs/options.md table defaults match DEFAULTS', async (t) => {
     if (cell === 'none') return undefined
     const v = cell.replace(/^`|`$/g, '')
     if (v === 'JSON.stringify') return JSON.stringify
+    if (v === '(request) => request.ip') return DEFAULTS.admissionKey({ ip: '10.0.0.1' } as never) === '10.0.0.1' ? DEFAULTS.admissionKey : 'not request.ip'
     if (v === 'false') return false
     if (/^'.*'$/.test(v)) return v.slice(1, -1)
     if (/^\d+$/.test(v)) return Number(v)

@@ -43,6 +43,9 @@ const expected: Record<string, Expected> = {
   FST_ERR_SSE_ALREADY_SENT: { statusCode: 500, Base: Error, args: [], message: 'reply.sse() was called on a reply that was already sent or hijacked' },
   FST_ERR_SSE_CLOSED: { statusCode: 500, Base: Error, args: ['shutdown'], message: 'The SSE stream ended: shutdown' },
   FST_ERR_SSE_SERVER_CLOSING: { statusCode: 503, Base: Error, args: [], message: 'The server is shutting down; reconnect later' },
+  FST_ERR_SSE_TOO_MANY_STREAMS: { statusCode: 503, Base: Error, args: [100], message: 'The server holds its limit of 100 open streams; reconnect later' },
+  FST_ERR_SSE_TOO_MANY_STREAMS_PER_KEY: { statusCode: 429, Base: Error, args: [2], message: 'This client holds its limit of 2 open streams; close one or reconnect later' },
+  FST_ERR_SSE_ADMISSION_KEY: { statusCode: 500, Base: Error, args: ['threw'], message: 'The admissionKey option must return a string, instead it threw' },
   FST_ERR_SSE_INVALID_TOPIC: {
     statusCode: 500,
     Base: TypeError,
@@ -57,7 +60,7 @@ const expected: Record<string, Expected> = {
 const exported = Object.entries(errors).filter(([key]) => key.startsWith('FST_ERR_')) as Array<[string, AnyErrorConstructor]>
 
 t.test('the exact list of error constructors', async (t) => {
-  t.equal(exported.length, 15)
+  t.equal(exported.length, 18)
   t.same(exported.map(([key]) => key).sort(), Object.keys(expected).sort())
   t.equal(publicErrors, errors, 'the package exports this module as `errors`')
 })

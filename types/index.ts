@@ -1,6 +1,7 @@
 import type {
   ContextConfigDefault,
   FastifyBaseLogger,
+  FastifyRequest,
   FastifySchema,
   FastifyTypeProvider,
   FastifyTypeProviderDefault,
@@ -16,9 +17,11 @@ import type { HubOptions, SubscribeOptions } from '../lib/hub/options.js'
 import type { BrokerHost, BrokerRecord, HubBroker } from '../lib/hub/broker.js'
 import type { Position } from '../lib/hub/position.js'
 import type { Stored } from '../lib/hub/log.js'
-import type { PublishOptions } from '../lib/hub/hub.js'
+import type { HubStats, PublishOptions } from '../lib/hub/hub.js'
+import type { HubCounters, Lag, ResetReason } from '../lib/hub/subscriber.js'
+import type { RefusalReason, SseStats } from '../lib/plugin-state.js'
 
-export type { EventObject, Serializer, HubOptions, SubscribeOptions, BrokerHost, BrokerRecord, HubBroker, Position, Stored, PublishOptions }
+export type { EventObject, Serializer, HubOptions, SubscribeOptions, BrokerHost, BrokerRecord, HubBroker, Position, Stored, PublishOptions, SseStats, HubStats, HubCounters, Lag, ResetReason, RefusalReason }
 
 /**
  * Declares the events a route sends: event name → type of `data`. Events sent without an
@@ -85,6 +88,8 @@ export type SseCloseReason =
   | 'overflow' // a sink's queue passed queueLimit
   | 'shutdown' // the server is closing
   | 'reset' // a hub subscription was told sse-reset with `reset: 'close'`
+  | 'max-age' // the stream reached its maxAge
+  | 'expired' // the stream reached its expiresAt
 
 /** Options that apply to one stream; set them plugin-wide at registration or per call. */
 export interface SseStreamOptions {
@@ -137,6 +142,30 @@ export interface SseStreamOptions {
    * @default 1024
    */
   queueLimit?: number
+  /**
+   * How long (ms) a stream may live: it ends as `max-age` after 80 to 100 % of this (at random,
+   * so that streams opened together do not end together), after a whole frame, with a `retry:`
+   * line drawn from `expiryRetry`; the client comes back and resumes by its last event id.
+   * `false` or `0`: no limit.
+   * @default false
+   */
+  maxAge?: number | false
+  /**
+   * `[min, max]` ms: a stream ended by `maxAge` or `expiresAt` ends with the line `retry: <ms>`,
+   * drawn at random from the window. `false` sends nothing.
+   * @default [500, 3000]
+   */
+  expiryRetry?: readonly [min: number, max: number] | false
+  /**
+   * Per call only: when the stream ends as `expired` (a token's `exp`, as a Date or ms since the
+   * epoch), after a whole frame, with a `retry:` line drawn from `expiryRetry`.
+   */
+  expiresAt?: Date | number
+  /**
+   * The level of the line logged when a stream ends; `'silent'` logs nothing.
+   * @default 'info'
+   */
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 }
 
 /** Options given at registration. */
@@ -153,6 +182,26 @@ export interface SsePluginOptions extends SseStreamOptions {
   retryAfter?: number
   /** The hub: topics, history and resume (`app.sse.publish()`, `reply.sseSubscribe()`). */
   hub?: HubOptions
+  /**
+   * Open streams (hub subscriptions included) the plugin instance holds at most. Past it, a new
+   * stream is refused with `503` and `Retry-After` (`FST_ERR_SSE_TOO_MANY_STREAMS`) before its
+   * reply is taken. `false` or `0`: no limit.
+   * @default false
+   */
+  maxStreams?: number | false
+  /**
+   * Open streams per admission key (the client's IP by default) at most. Past it, a new stream
+   * is refused with `429` and `Retry-After` (`FST_ERR_SSE_TOO_MANY_STREAMS_PER_KEY`).
+   * `false` or `0`: no limit.
+   * @default false
+   */
+  maxStreamsPerKey?: number | false
+  /**
+   * The admission key of a request, for `maxStreamsPerKey` (a user id, say). Must return a
+   * string; one that throws refuses that request with `500` (`FST_ERR_SSE_ADMISSION_KEY`).
+   * @default (request) => request.ip
+   */
+  admissionKey?: (request: FastifyRequest) => string
 }
 
 /** What a piped producer may be: an iterable of events, or a function of an AbortSignal returning one. */
@@ -175,6 +224,12 @@ export interface SseHub {
    * runs, or while a finished one's history is held, starts nothing and settles with the first.
    */
   pipe(topic: string, source: SsePipeSource): Promise<void>
+  /**
+   * A snapshot of the plugin instance: open streams (in total, per route and per topic), events
+   * and bytes written, ends per reason, admission refusals, the hub's resets and policy actions,
+   * and its slowest subscribers. Counted when called, in time linear in the open streams.
+   */
+  stats(): SseStats
 }
 
 /** A push-style stream for producers that are callbacks or event emitters. */

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { channels } from '../diagnostics.js'
 import { type EventObject, encodeEvent } from '../encoder.js'
 import { FST_ERR_SSE_BROKER, FST_ERR_SSE_HUB_CLOSED, FST_ERR_SSE_ID_ASSIGNED, FST_ERR_SSE_INVALID_EVENT, FST_ERR_SSE_INVALID_OPTION, FST_ERR_SSE_INVALID_TOPIC, describe } from '../errors.js'
 import { isIterable, isThenable } from '../source.js'
@@ -6,7 +7,7 @@ import type { SseStream } from '../stream.js'
 import type { BrokerHost, BrokerRecord, HubBroker } from './broker.js'
 import { type Retention, type Stored, TopicLog } from './log.js'
 import { ORIGIN, type Position, formatPosition, parseId, topicsHash } from './position.js'
-import { type ResetReason, Subscriber, type SubscriberHost, type Subscription } from './subscriber.js'
+import { type HubCounters, type Lag, type ResetReason, Subscriber, type SubscriberHost, type Subscription } from './subscriber.js'
 
 export interface HubSettings {
   readonly history: Retention & { readonly totalBytes: number }
@@ -63,6 +64,19 @@ function checkPublishOptions (options: unknown): string | undefined {
 
 type PipeSource = AsyncIterable<EventObject> | Iterable<EventObject>
 
+/** How many of the slowest subscribers `stats()` lists. */
+const SLOWEST = 10
+
+/** The hub's part of `app.sse.stats()`. */
+export interface HubStats extends HubCounters {
+  /** Topics held (with history, subscribers or a running pipe). */
+  readonly topics: number
+  /** Subscribers reading each topic now. */
+  readonly byTopic: Record<string, number>
+  /** The subscribers furthest behind (at most 10), the furthest first; those with no lag are left out. */
+  readonly slowest: Lag[]
+}
+
 /**
  * Topics, their bounded logs, and the subscribers reading them. Publishing stores an event once
  * (through the broker), encoded once; every subscriber then writes the same bytes.
@@ -78,6 +92,11 @@ export class Hub implements BrokerHost, SubscriberHost {
   private closed = false
   private readonly sweeper: NodeJS.Timeout
   readonly broker: HubBroker
+  /** Resets sent and policy actions taken, since the start. */
+  readonly counters: HubCounters = {
+    resets: { trimmed: 0, unknown: 0, lost: 0, 'too-far': 0, overflow: 0 },
+    policy: { disconnected: 0, skipped: 0, conflated: 0 }
+  }
 
   constructor (private readonly settings: HubSettings, readonly log: FastifyBaseLogger) {
     this.broker = settings.broker
@@ -170,6 +189,26 @@ export class Hub implements BrokerHost, SubscriberHost {
     return this.topics.size
   }
 
+  /** The hub's part of `app.sse.stats()`: counted when asked. */
+  stats (): HubStats {
+    const byTopic: Record<string, number> = {}
+    const readers = new Set<Subscriber>()
+    for (const log of this.topics.values()) {
+      if (log.subscribers.size === 0) continue
+      byTopic[log.name] = log.subscribers.size
+      for (const subscriber of log.subscribers) readers.add(subscriber as Subscriber)
+    }
+    const now = Date.now()
+    const lags: Lag[] = []
+    for (const subscriber of readers) {
+      const lag = subscriber.lag(now)
+      if (lag.events > 0) lags.push(lag)
+    }
+    lags.sort((a, b) => b.events - a.events || b.ms - a.ms)
+    const { resets, policy } = this.counters
+    return { topics: this.topics.size, byTopic, resets: { ...resets }, policy: { ...policy }, slowest: lags.slice(0, SLOWEST) }
+  }
+
   // Publishing
 
   publish (topic: string, event: EventObject, options?: PublishOptions): Promise<string> {
@@ -195,7 +234,11 @@ export class Hub implements BrokerHost, SubscriberHost {
     } catch (error) {
       return Promise.reject(new FST_ERR_SSE_BROKER({ cause: error }))
     }
-    return stored.then(formatPosition, (error: unknown) => { throw new FST_ERR_SSE_BROKER({ cause: error }) })
+    return stored.then((position) => {
+      const id = formatPosition(position)
+      if (channels.publish.hasSubscribers && record.end !== true) channels.publish.publish({ topic, id, bytes: record.body.length })
+      return id
+    }, (error: unknown) => { throw new FST_ERR_SSE_BROKER({ cause: error }) })
   }
 
   /**

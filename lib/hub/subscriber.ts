@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { channels } from '../diagnostics.js'
 import type { EventObject } from '../encoder.js'
 import { type Producer, type SseStream, kRelease, kResume, kShutdown } from '../stream.js'
 import type { Entry, TopicLog } from './log.js'
@@ -17,11 +18,31 @@ export interface Subscription {
   readonly resetEvent: string
 }
 
+/** Resets sent and policy actions taken by the subscribers of a hub. */
+export interface HubCounters {
+  /** Reset frames sent, per reason. */
+  readonly resets: Record<ResetReason, number>
+  /**
+   * Slow-subscriber policy actions: streams closed by `disconnect`, topics skipped to the head
+   * by `skip-to-head` (also counted as `overflow` resets), events left out by `conflate`.
+   */
+  readonly policy: { disconnected: number, skipped: number, conflated: number }
+}
+
+/** How far behind a subscriber is: the events it has yet to be sent, and the age of the oldest. */
+export interface Lag {
+  readonly route: string
+  readonly topics: string[]
+  readonly events: number
+  readonly ms: number
+}
+
 /** What a subscriber asks of its hub. */
 export interface SubscriberHost {
   schedule (subscriber: Subscriber): void
   release (log: TopicLog, subscriber: Subscriber): void
   readonly log: FastifyBaseLogger
+  readonly counters: HubCounters
 }
 
 // One write carries at most this many bytes of frames (more waits for the next turn): a replay of
@@ -93,6 +114,7 @@ export class Subscriber implements Producer {
 
   private overLag (i: number): void {
     if (this.options.policy === 'disconnect') {
+      this.host.counters.policy.disconnected++
       this.host.log.info({ topic: this.logs[i]!.name }, 'fastify-sse-stream: a subscriber lagged past its bound; closing it')
       this.stream.close('overflow')
     } else {
@@ -159,8 +181,13 @@ export class Subscriber implements Producer {
           continue
         }
         let window: Iterable<Entry>
-        if (policy === 'conflate' && log.head.o - position.o > 1) window = this.conflated(log, position)
-        else window = this.range(log, position)
+        if (policy === 'conflate' && log.head.o - position.o > 1) {
+          const newest = this.conflated(log, position)
+          this.host.counters.policy.conflated += log.head.o - position.o - newest.length
+          window = newest
+        } else {
+          window = this.range(log, position)
+        }
         for (const entry of window) {
           if (size >= WRITE_LIMIT) {
             more = true
@@ -237,8 +264,29 @@ export class Subscriber implements Producer {
     const log = this.logs[i]!
     const from = reason === 'unknown' ? this.unknown! : formatPosition(this.positions[i]!)
     this.positions[i] = log.head
-    const data = JSON.stringify({ topic: log.name, reason, from, head: formatPosition(log.head) })
+    const head = formatPosition(log.head)
+    const counters = this.host.counters
+    counters.resets[reason]++
+    if (reason === 'overflow') counters.policy.skipped++
+    if (channels.reset.hasSubscribers) {
+      channels.reset.publish({ reqId: this.stream.reqId, route: this.stream.route, topic: log.name, reason, from, head })
+    }
+    const data = JSON.stringify({ topic: log.name, reason, from, head })
     return Buffer.from(`event: ${this.options.resetEvent}\nid: ${this.id}\ndata: ${data}\n\n`)
+  }
+
+  /** How far behind this subscriber is, over its topics, at `now` (ms since the epoch). */
+  lag (now: number): Lag {
+    let events = 0
+    let ms = 0
+    this.logs.forEach((log, i) => {
+      const position = this.positions[i]!
+      if (position.o >= log.head.o || this.ended?.[i] === true) return
+      events += log.head.o - position.o
+      const next = log.at(position.o + 1)
+      if (next !== undefined) ms = Math.max(ms, now - next.t)
+    })
+    return { route: this.stream.route, topics: this.logs.map((log) => log.name), events, ms }
   }
 
   [kResume] (): void {
