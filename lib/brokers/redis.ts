@@ -57,6 +57,8 @@ export interface RedisBrokerOptions {
 export interface RedisBrokerStats {
   publishes: number
   syncs: number
+  /** XRANGE pages read for cursors older than the hub's cache. */
+  ranges: number
   reads: number
   wakes: number
   connects: number
@@ -152,7 +154,7 @@ class TimeoutError extends Error {
  * process runs one blocking read over the topics it has subscribers for.
  */
 export class RedisBroker implements HubBroker {
-  readonly stats: RedisBrokerStats = { publishes: 0, syncs: 0, reads: 0, wakes: 0, connects: 0, wedges: 0, losses: 0 }
+  readonly stats: RedisBrokerStats = { publishes: 0, syncs: 0, ranges: 0, reads: 0, wakes: 0, connects: 0, wedges: 0, losses: 0 }
   private host: BrokerHost | null = null
   private readonly client: RedisClient
   private readonly prefix: string
@@ -353,6 +355,7 @@ export class RedisBroker implements HubBroker {
 
   range (topic: string, from: Position, limit: number): Promise<readonly Stored[]> {
     const key = this.base(topic) + ':s'
+    this.stats.ranges++
     return this.command(() => this.client.xrangeBuffer(key, '(' + formatPosition(from), '+', 'COUNT', limit))
       .then((raw) => (raw as unknown[]).map(toStored))
   }

@@ -22,6 +22,9 @@ export interface SubscriberHost {
   schedule (subscriber: Subscriber): void
   release (log: TopicLog, subscriber: Subscriber): void
   readonly log: FastifyBaseLogger
+  /** Whether a position older than a topic's cache is read from the broker, a page at a time. */
+  readonly pages: boolean
+  page (log: TopicLog, after: Position, live: () => boolean): Promise<readonly Entry[] | ResetReason | undefined>
 }
 
 // One write carries at most this many bytes of frames (more waits for the next turn): a replay of
@@ -45,6 +48,9 @@ export class Subscriber implements Producer {
   private endedTopics = 0
   // Per topic, whether it reached its end marker; null until one does.
   private ended: boolean[] | null = null
+  // Per topic, the page of older history being read (or true while it is fetched); null until a
+  // position falls behind its topic's cache.
+  private pages: Array<readonly Entry[] | true | undefined> | null = null
 
   constructor (
     private readonly host: SubscriberHost,
@@ -128,8 +134,9 @@ export class Subscriber implements Producer {
         const log = this.logs[i]!
         let position = this.positions[i]!
         let reason = this.resets?.[i]
+        const behind = position.o < log.firstOffset - 1
         if (reason === undefined && position.o < log.head.o) {
-          if (position.o < log.firstOffset - 1) reason = 'trimmed'
+          if (behind && !this.host.pages) reason = 'trimmed'
           // 'disconnect' is checked only while the socket is full (wake()): a flush means the
           // client reads, and a resume starts past the bound that closed it, by construction.
           else if (policy === 'skip-to-head' && this.lagging(i, now)) reason = 'overflow'
@@ -152,8 +159,16 @@ export class Subscriber implements Producer {
           continue
         }
         let window: Iterable<Entry>
-        if (policy === 'conflate' && log.head.o - position.o > 1) window = this.conflated(log, position)
-        else window = this.range(log, position)
+        if (behind) {
+          // Older than the cache: read from the broker a page at a time, each page once written.
+          const page = this.page(i, log, position)
+          if (page === undefined) continue
+          window = this.paged(page, position)
+        } else {
+          // Caught up with the cache: a page read before is not needed any more.
+          if (this.pages !== null) this.pages[i] = undefined
+          window = policy === 'conflate' && log.head.o - position.o > 1 ? this.conflated(log, position) : this.range(log, position)
+        }
         for (const entry of window) {
           if (size >= WRITE_LIMIT) {
             more = true
@@ -173,7 +188,7 @@ export class Subscriber implements Producer {
           parts.push(frame)
           size += frame.length
         }
-        if (this.positions[i]!.o < log.head.o && this.ended?.[i] !== true) more = true
+        if (this.positions[i]!.o < log.head.o && this.ended?.[i] !== true && this.pages?.[i] !== true) more = true
       }
     } catch (error) {
       // A filter or key function threw: this subscriber alone ends.
@@ -196,6 +211,36 @@ export class Subscriber implements Producer {
     this.ended ??= this.logs.map(() => false)
     this.ended[i] = true
     this.endedTopics++
+  }
+
+  /**
+   * The page that holds the event after `position` in topic `i`, or undefined while it is read:
+   * the flush that follows its arrival writes it. One page at a time, read only once the previous
+   * one is written: a slow client holds one page, and the broker is read at the client's pace.
+   */
+  private page (i: number, log: TopicLog, position: Position): readonly Entry[] | undefined {
+    this.pages ??= this.logs.map(() => undefined)
+    const held = this.pages[i]
+    if (held === true) return undefined
+    if (held !== undefined) {
+      const k = position.o + 1 - held[0]!.o
+      if (k >= 0 && k < held.length) return held
+    }
+    this.pages[i] = true
+    // It never rejects: a read that fails is retried while this stream is open.
+    void this.host.page(log, position, () => !this.stream.closed).then((result) => {
+      const pages = this.pages!
+      pages[i] = undefined
+      if (result === undefined || this.stream.closed) return
+      if (typeof result === 'string') this.setReset(i, result)
+      else pages[i] = result
+      this.host.schedule(this)
+    })
+    return undefined
+  }
+
+  private * paged (page: readonly Entry[], position: Position): Generator<Entry> {
+    for (let k = position.o + 1 - page[0]!.o; k < page.length; k++) yield page[k]!
   }
 
   private * range (log: TopicLog, position: Position): Generator<Entry> {
