@@ -132,3 +132,131 @@ t.test('paging from Redis', redisAvailable(), async (t) => {
     res.destroy()
   })
 })
+
+t.test('paging tells what Redis no longer holds, and waits out an outage', redisAvailable(), async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const a = await app(t, redis)
+  const b = await app(t, redis, { timeout: 300 }, { size: 10 })
+  const ids = await publish(a, 'h', 0, 100)
+  const at = (i: number): { t: number, o: number } => ({ t: Number(ids[i]!.split('-')[0]), o: i + 1 })
+  // b reads the topic: its cache holds 91 to 100.
+  const live = new Reader('h')
+  await live.connect(b.port)
+  await live.until(() => live.lastEventId !== undefined)
+  t.teardown(() => live.disconnect())
+
+  async function resume (cursor: string): Promise<Reader> {
+    const reader = new Reader('h')
+    reader.lastEventId = cursor
+    await reader.connect(b.port)
+    return reader
+  }
+
+  t.test('a cursor of another history', async (t) => {
+    // Later than the oldest event cached, at a lower offset: judged without Redis.
+    const later = await resume(`${at(95).t + 1}-20`)
+    await later.until((f) => f.length === 1)
+    t.match(later.resets, [{ reason: 'lost', from: `${at(95).t + 1}-20` }])
+    await later.disconnect()
+    // Redis holds an event at its offset, with another time.
+    const other = await resume(`${at(19).t - 1}-20`)
+    await other.until((f) => f.length === 1)
+    t.match(other.resets, [{ reason: 'lost' }])
+    await other.disconnect()
+  })
+
+  t.test('a cursor whose own event is gone resumes from the next, which is there', async (t) => {
+    await a.client.xdel('sse:{h}:s', ids[29]!)
+    const reader = await resume(ids[29]!)
+    await reader.until((f) => f.length === 70)
+    t.same(reader.values, range(30, 100))
+    await reader.disconnect()
+  })
+
+  t.test('a gap in Redis is told, never passed over', async (t) => {
+    // Events 61 to 70 deleted: a client at 50 gets 51 to 60, then a reset.
+    await a.client.xdel('sse:{h}:s', ...ids.slice(60, 70))
+    const reader = await resume(ids[49]!)
+    await reader.until((f) => f.length === 11)
+    t.same(reader.values, range(50, 60))
+    t.match(reader.resets, [{ reason: 'lost', from: ids[59] }])
+    await a.app.sse.publish('h', { data: 'next' })
+    await reader.until((f) => f.length === 12)
+    t.equal(reader.values.at(-1), 'next', 'then live')
+    await reader.disconnect()
+    // A cursor at 65, deleted, with nothing up to the cache: trimmed.
+    const gone = await resume(ids[64]!)
+    await gone.until((f) => f.length === 1)
+    t.match(gone.resets, [{ reason: 'trimmed' }])
+    await gone.disconnect()
+  })
+
+  t.test('too far is judged before any read', async (t) => {
+    const app2 = Fastify()
+    const c = client(redis)
+    await app2.register(sse, { hub: { broker: redisBroker({ client: c }), history: { size: 10 } } })
+    app2.get('/s', (request, reply) => reply.sseSubscribe('h', { maxReplay: 20 }))
+    await app2.listen({ port: 0, host: '127.0.0.1' })
+    const reader = new Reader('h')
+    reader.lastEventId = ids[9]
+    await reader.connect((app2.server.address() as { port: number }).port)
+    await reader.until((f) => f.length === 1)
+    t.match(reader.resets, [{ reason: 'too-far' }])
+    await reader.disconnect()
+    app2.server.closeAllConnections()
+    await app2.close()
+    c.disconnect()
+  })
+
+  t.test('while Redis does not answer, a page is retried; a client that leaves is dropped', async (t) => {
+    const warned = b.warnings.length
+    redis.signal('SIGSTOP')
+    const gone = await resume(ids[4]!)
+    const reader = await resume(ids[2]!)
+    for (let i = 0; i < 200 && !b.warnings.slice(warned).some((w) => /older history could not be read/.test(w)); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    t.ok(b.warnings.slice(warned).some((w) => /older history could not be read/.test(w)), 'warned once: ' + b.warnings.slice(warned).join(' / '))
+    await gone.disconnect()
+    redis.signal('SIGCONT')
+    await reader.until((f) => f.some((frame) => frame.event === 'sse-reset'))
+    // Up to the event deleted before.
+    t.same(reader.values, range(3, 29), 'the pages came once Redis answered')
+    t.same(gone.frames, [])
+    await reader.disconnect()
+  })
+
+  t.test('a page still waited for when the app closes is dropped', async (t) => {
+    const c = await app(t, redis, { timeout: 300 }, { size: 10 })
+    const watcher = new Reader('h')
+    await watcher.connect(c.port)
+    await watcher.until(() => watcher.lastEventId !== undefined)
+    redis.signal('SIGSTOP')
+    const reader = new Reader('h')
+    reader.lastEventId = ids[1]
+    await reader.connect(c.port)
+    for (let i = 0; i < 200 && !c.warnings.some((w) => /older history could not be read/.test(w)); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    const closing = c.app.close()
+    redis.signal('SIGCONT')
+    await closing
+    t.same(reader.values, [], 'nothing was sent')
+    await reader.disconnect()
+    await watcher.disconnect()
+  })
+})
+
+t.test('the memory broker does not page: a cursor older than the history is trimmed', async (t) => {
+  const app = Fastify()
+  await app.register(sse, { hub: { history: { size: 5 } } })
+  app.get('/s', (request, reply) => reply.sseSubscribe('m'))
+  const ids: string[] = []
+  for (let i = 0; i < 20; i++) ids.push(await app.sse.publish('m', { data: i }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const reader = new Reader('m')
+  reader.lastEventId = ids[2]
+  await reader.connect((app.server.address() as { port: number }).port)
+  await reader.until((f) => f.length === 1)
+  t.match(reader.resets, [{ reason: 'trimmed' }])
+  await reader.disconnect()
+  app.server.closeAllConnections()
+  await app.close()
+})
