@@ -116,7 +116,8 @@ function parseBody (body: Buffer): EventObject {
     if (line === '') continue
     const colon = line.indexOf(':')
     const field = line.slice(0, colon)
-    const value = line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1))
+    // The encoder writes every line `<field>: <value>`, comments `: <text>`.
+    const value = line.slice(colon + 2)
     if (field === 'data') event.data = event.data === undefined ? value : event.data as string + '\n' + value
     else if (field === 'event') event.event = value
     else if (field === '') event.comment = event.comment === undefined ? value : event.comment + '\n' + value
@@ -124,16 +125,14 @@ function parseBody (body: Buffer): EventObject {
   return event
 }
 
-/** An XREAD reply as [key, entries] pairs: RESP2 nests them, RESP3 (mapped the legacy way) may not. */
+/**
+ * An XREAD reply as [key, entries] pairs (null when the read timed out). ioredis 6 gives the
+ * nested pairs of RESP2 under RESP3 as well (its map reply turned into pairs), and iovalkey speaks
+ * RESP2.
+ */
 function streamsOf (reply: unknown): Array<[string, unknown[]]> {
-  if (!Array.isArray(reply)) return []
-  const out: Array<[string, unknown[]]> = []
-  if (reply.length > 0 && Array.isArray(reply[0])) {
-    for (const [key, entries] of reply as Array<[Buffer, unknown[]]>) out.push([key.toString(), entries])
-  } else {
-    for (let i = 0; i + 1 < reply.length; i += 2) out.push([String(reply[i]), reply[i + 1] as unknown[]])
-  }
-  return out
+  if (reply === null) return []
+  return (reply as Array<[Buffer, unknown[]]>).map(([key, entries]) => [key.toString(), entries])
 }
 
 function after (a: Position, b: Position): boolean {
@@ -225,8 +224,8 @@ export class RedisBroker implements HubBroker {
     this.host = host
   }
 
-  private warn (message: string, extra?: Record<string, unknown>): void {
-    (this.host as { log?: { warn: (o: unknown, m: string) => void } } | null)?.log?.warn(extra ?? {}, 'fastify-sse-stream/redis: ' + message)
+  private warn (message: string, extra: Record<string, unknown>): void {
+    this.host!.log.warn(extra, 'fastify-sse-stream/redis: ' + message)
   }
 
   /**
