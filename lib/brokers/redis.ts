@@ -57,6 +57,8 @@ export interface RedisBrokerOptions {
 export interface RedisBrokerStats {
   publishes: number
   syncs: number
+  /** XRANGE pages read for cursors older than the hub's cache. */
+  ranges: number
   reads: number
   wakes: number
   connects: number
@@ -114,7 +116,8 @@ function parseBody (body: Buffer): EventObject {
     if (line === '') continue
     const colon = line.indexOf(':')
     const field = line.slice(0, colon)
-    const value = line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1))
+    // The encoder writes every line `<field>: <value>`, comments `: <text>`.
+    const value = line.slice(colon + 2)
     if (field === 'data') event.data = event.data === undefined ? value : event.data as string + '\n' + value
     else if (field === 'event') event.event = value
     else if (field === '') event.comment = event.comment === undefined ? value : event.comment + '\n' + value
@@ -122,16 +125,14 @@ function parseBody (body: Buffer): EventObject {
   return event
 }
 
-/** An XREAD reply as [key, entries] pairs: RESP2 nests them, RESP3 (mapped the legacy way) may not. */
+/**
+ * An XREAD reply as [key, entries] pairs (null when the read timed out). ioredis 6 gives the
+ * nested pairs of RESP2 under RESP3 as well (its map reply turned into pairs), and iovalkey speaks
+ * RESP2.
+ */
 function streamsOf (reply: unknown): Array<[string, unknown[]]> {
-  if (!Array.isArray(reply)) return []
-  const out: Array<[string, unknown[]]> = []
-  if (reply.length > 0 && Array.isArray(reply[0])) {
-    for (const [key, entries] of reply as Array<[Buffer, unknown[]]>) out.push([key.toString(), entries])
-  } else {
-    for (let i = 0; i + 1 < reply.length; i += 2) out.push([String(reply[i]), reply[i + 1] as unknown[]])
-  }
-  return out
+  if (reply === null) return []
+  return (reply as Array<[Buffer, unknown[]]>).map(([key, entries]) => [key.toString(), entries])
 }
 
 function after (a: Position, b: Position): boolean {
@@ -152,7 +153,7 @@ class TimeoutError extends Error {
  * process runs one blocking read over the topics it has subscribers for.
  */
 export class RedisBroker implements HubBroker {
-  readonly stats: RedisBrokerStats = { publishes: 0, syncs: 0, reads: 0, wakes: 0, connects: 0, wedges: 0, losses: 0 }
+  readonly stats: RedisBrokerStats = { publishes: 0, syncs: 0, ranges: 0, reads: 0, wakes: 0, connects: 0, wedges: 0, losses: 0 }
   private host: BrokerHost | null = null
   private readonly client: RedisClient
   private readonly prefix: string
@@ -223,8 +224,8 @@ export class RedisBroker implements HubBroker {
     this.host = host
   }
 
-  private warn (message: string, extra?: Record<string, unknown>): void {
-    (this.host as { log?: { warn: (o: unknown, m: string) => void } } | null)?.log?.warn(extra ?? {}, 'fastify-sse-stream/redis: ' + message)
+  private warn (message: string, extra: Record<string, unknown>): void {
+    this.host!.log.warn(extra, 'fastify-sse-stream/redis: ' + message)
   }
 
   /**
@@ -353,6 +354,7 @@ export class RedisBroker implements HubBroker {
 
   range (topic: string, from: Position, limit: number): Promise<readonly Stored[]> {
     const key = this.base(topic) + ':s'
+    this.stats.ranges++
     return this.command(() => this.client.xrangeBuffer(key, '(' + formatPosition(from), '+', 'COUNT', limit))
       .then((raw) => (raw as unknown[]).map(toStored))
   }

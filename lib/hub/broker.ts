@@ -1,9 +1,12 @@
+import type { FastifyBaseLogger } from 'fastify'
 import type { EventObject } from '../encoder.js'
 import type { Stored } from './log.js'
 import type { Position } from './position.js'
 
 /** What the hub offers its broker. */
 export interface BrokerHost {
+  /** The app's logger, for what a broker has to report (a lost connection, say). */
+  readonly log: FastifyBaseLogger
   /** The newest position the hub holds for `topic` (ORIGIN when it holds none). */
   head (topic: string): Position
   /** New events of a watched topic, oldest first, each right after the one before. */

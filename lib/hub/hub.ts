@@ -5,7 +5,7 @@ import { FST_ERR_SSE_BROKER, FST_ERR_SSE_HUB_CLOSED, FST_ERR_SSE_ID_ASSIGNED, FS
 import { isIterable, isThenable } from '../source.js'
 import type { SseStream } from '../stream.js'
 import type { BrokerHost, BrokerRecord, HubBroker } from './broker.js'
-import { type Retention, type Stored, TopicLog } from './log.js'
+import { type Entry, type Retention, type Stored, TopicLog, makeEntry } from './log.js'
 import { ORIGIN, type Position, formatPosition, parseId, topicsHash } from './position.js'
 import { type HubCounters, type Lag, type ResetReason, Subscriber, type SubscriberHost, type Subscription } from './subscriber.js'
 
@@ -32,6 +32,35 @@ const TOPIC_UNSAFE = /[\x00-\x1f\x7f]/
 // Subscribers flushed per macrotask: publishes keep arriving between slices, and the next write
 // to each socket carries all of them.
 const SLICE = 256
+// Events per page read from a shared broker, for a cursor older than the topic's cache.
+export const PAGE = 512
+
+/** A page of a topic older than its cache, or why the cursor cannot be served from it. */
+export type PageResult = readonly Entry[] | ResetReason
+
+interface PageWaiter {
+  readonly after: Position
+  readonly live: () => boolean
+  readonly resolve: (result: PageResult | undefined) => void
+}
+
+/** A page read after offset `from`, up to a multiple of PAGE (or to the cache). */
+interface Page {
+  readonly from: number
+  readonly entries: readonly Entry[]
+}
+
+// Pages kept per topic while it has subscribers: clients of a reconnect storm, at different
+// places, find theirs without another read.
+const PAGES_KEPT = 4
+
+/** The pages of one topic: one read at a time, its waiters served together. */
+interface Pager {
+  waiters: PageWaiter[]
+  /** The last pages read, by `floor(end / PAGE)`, least recently read first. */
+  readonly pages: Map<number, Page>
+  running: boolean
+}
 
 export function checkTopic (topic: unknown): string {
   if (typeof topic !== 'string' || topic === '' || topic.length > MAX_TOPIC_LENGTH || TOPIC_UNSAFE.test(topic) || !topic.isWellFormed()) {
@@ -84,6 +113,7 @@ export interface HubStats extends HubCounters {
 export class Hub implements BrokerHost, SubscriberHost {
   private readonly topics = new Map<string, TopicLog>()
   private readonly pipes = new Map<string, Promise<void>>()
+  private readonly pagers = new Map<string, Pager>()
   private readonly controller = new AbortController()
   private bytes = 0
   private dirty: Subscriber[] = []
@@ -97,9 +127,15 @@ export class Hub implements BrokerHost, SubscriberHost {
     resets: { trimmed: 0, unknown: 0, lost: 0, 'too-far': 0, overflow: 0 },
     policy: { disconnected: 0, skipped: 0, conflated: 0 }
   }
+  /**
+   * Whether a cursor older than a topic's cache is paged from the broker: a broker shared by
+   * several processes (one with `sync`) holds more history than this process's cache.
+   */
+  readonly pages: boolean
 
   constructor (private readonly settings: HubSettings, readonly log: FastifyBaseLogger) {
     this.broker = settings.broker
+    this.pages = settings.broker.sync !== undefined
     this.broker.attach(this)
     const every = Math.max(10, Math.min(settings.history.maxAge, 1000))
     this.sweeper = setInterval(() => this.sweep(), every).unref()
@@ -147,6 +183,7 @@ export class Hub implements BrokerHost, SubscriberHost {
   private dropHistory (log: TopicLog): void {
     while (log.size > 0) this.bytes -= log.shift()
     log.ended = false
+    this.pagers.get(log.name)?.pages.clear()
     for (const subscriber of log.subscribers) (subscriber as Subscriber).lose(log)
   }
 
@@ -340,7 +377,14 @@ export class Hub implements BrokerHost, SubscriberHost {
     const head = log.head
     if (cursor.o > head.o) return 'lost'
     if (cursor.o === head.o) return head.o > 0 && cursor.t !== head.t ? 'lost' : undefined
-    if (cursor.o < log.firstOffset - 1) return cursor.o === 0 && log.firstOffset === 1 ? undefined : 'trimmed'
+    if (cursor.o < log.firstOffset - 1) {
+      if (cursor.o === 0 && log.firstOffset === 1) return undefined
+      if (!this.pages) return 'trimmed'
+      // Older than the cache: paged from the broker, which judges the cursor against what it holds.
+      // A cursor later than the oldest event held, at a lower offset, is of another history.
+      if (log.size > 0 && cursor.t > log.first()!.t) return 'lost'
+      return head.o - cursor.o > maxReplay ? 'too-far' : undefined
+    }
     const at = log.at(cursor.o)
     if (at !== undefined ? at.t !== cursor.t : log.first()!.t < cursor.t) return 'lost'
     if (head.o - cursor.o > maxReplay) return 'too-far'
@@ -386,8 +430,110 @@ export class Hub implements BrokerHost, SubscriberHost {
     }
   }
 
+  /**
+   * The events of `log` after `after`, older than its cache, read from the broker: one read per
+   * topic at a time, serving every waiter whose cursor it covers (a resume storm costs one read).
+   * Resolves with a page that starts at or before `after.o + 1`, with the reason the cursor cannot
+   * be served, or with undefined once the hub closes. A read that fails is retried while a waiter
+   * is `live`.
+   */
+  page (log: TopicLog, after: Position, live: () => boolean): Promise<PageResult | undefined> {
+    return new Promise((resolve) => {
+      let pager = this.pagers.get(log.name)
+      if (pager === undefined) this.pagers.set(log.name, pager = { waiters: [], pages: new Map(), running: false })
+      const waiter = { after, live, resolve }
+      if (this.kept(pager, waiter)) return
+      pager.waiters.push(waiter)
+      if (!pager.running) {
+        pager.running = true
+        // A turn later: the requests of a reconnect storm are read together.
+        setImmediate(() => { void this.paging(log, pager) })
+      }
+    })
+  }
+
+  private async paging (log: TopicLog, pager: Pager): Promise<void> {
+    for (let attempt = 0; pager.waiters.length > 0;) {
+      // Those that came while the last page was read may find their place in it.
+      const waiters = pager.waiters.filter((w) => w.live() && !this.kept(pager, w))
+      pager.waiters = []
+      if (this.closed) {
+        for (const waiter of waiters) waiter.resolve(undefined)
+        break
+      }
+      if (waiters.length === 0) break
+      let min = waiters[0]!.after
+      for (const w of waiters) if (w.after.o < min.o) min = w.after
+      // Pages end at multiples of PAGE (or at the cache): clients that started at different
+      // cursors ask for the same pages after their first.
+      const end = Math.min((Math.floor(min.o / PAGE) + 1) * PAGE, log.firstOffset - 1)
+      let stored: readonly Stored[]
+      try {
+        // From the cursor's own event (when it has one), to check it is of the history held.
+        stored = await this.broker.range(log.name, min.o === 0 ? ORIGIN : { t: min.t, o: min.o - 1 }, Math.max(2, end - min.o + 1))
+        attempt = 0
+      } catch (error) {
+        if (attempt++ === 0) this.log.warn({ err: error, topic: log.name }, 'fastify-sse-stream: older history could not be read; retrying')
+        pager.waiters.push(...waiters)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 1000)))
+        continue
+      }
+      // Contiguous offsets only: a read never spans two histories.
+      const page: Entry[] = []
+      let total = 0
+      for (const s of stored) {
+        if (page.length > 0 && s.o !== page[page.length - 1]!.o + 1) break
+        const entry = makeEntry(s, total)
+        total = entry.total
+        page.push(entry)
+      }
+      const block = Math.floor(min.o / PAGE)
+      pager.pages.delete(block)
+      pager.pages.set(block, { from: min.o, entries: page })
+      if (pager.pages.size > PAGES_KEPT) pager.pages.delete(pager.pages.keys().next().value!)
+      for (const waiter of waiters) {
+        if (this.serve(page, waiter)) continue
+        // The read started at this cursor and found nothing after it, though the cache holds
+        // later events: the broker lost them.
+        if (waiter.after.o === min.o) waiter.resolve('lost')
+        // A cursor past this page waits for the next read (which starts at it).
+        else pager.waiters.push(waiter)
+      }
+    }
+    pager.running = false
+    if (log.subscribers.size === 0) this.pagers.delete(log.name)
+  }
+
+  /**
+   * Serves a waiter from a kept page that covers its cursor. (A cursor before a page's start is
+   * not judged by it: that page was read after another cursor.)
+   */
+  private kept (pager: Pager, waiter: PageWaiter): boolean {
+    const page = pager.pages.get(Math.floor(waiter.after.o / PAGE))
+    return page !== undefined && waiter.after.o >= page.from && this.serve(page.entries, waiter)
+  }
+
+  /** Serves a waiter from a page that covers its cursor; false when the cursor is past the page. */
+  private serve (page: readonly Entry[], waiter: PageWaiter): boolean {
+    const { after } = waiter
+    const first = page[0]
+    // Nothing after the cursor's offset is held any more (or nothing at all).
+    if (first === undefined || after.o < first.o - 1) {
+      waiter.resolve('trimmed')
+      return true
+    }
+    const k = after.o - first.o
+    if (k >= page.length - 1) return false
+    if (k >= 0) waiter.resolve(page[k]!.t === after.t ? page : 'lost')
+    // The cursor's own event is gone but the next one is there: of this history unless it is later.
+    else waiter.resolve(after.o === 0 || first.t >= after.t ? page : 'lost')
+    return true
+  }
+
   release (log: TopicLog): void {
     if (log.subscribers.size === 0) {
+      const pager = this.pagers.get(log.name)
+      if (pager !== undefined && !pager.running) this.pagers.delete(log.name)
       this.broker.unwatch(log.name)
       this.free(log)
     }

@@ -72,7 +72,8 @@ export function resolveHub (options: unknown): HubSettings {
   if (typeof options !== 'object' || options === null) invalid('hub', 'an object', options)
   const o = options as HubOptions
   const h = o.history ?? {}
-  if (typeof h !== 'object' || h === null) invalid('hub.history', 'an object', h)
+  // (null is taken as absent, by the `??` above.)
+  if (typeof h !== 'object') invalid('hub.history', 'an object', h)
   const broker = o.broker ?? memoryBroker()
   for (const method of ['attach', 'append', 'watch', 'unwatch', 'range', 'close'] as const) {
     if (typeof (broker as unknown as Record<string, unknown>)[method] !== 'function') invalid('hub.broker', 'a broker (attach, append, watch, unwatch, range, close)', broker)
@@ -111,7 +112,7 @@ export function resolveSubscribe (options: SubscribeOptions | undefined, resetEv
   if (policy === 'conflate' && o.key === undefined) invalid('key', "a function with policy 'conflate'", o.key)
   if (o.filter !== undefined && typeof o.filter !== 'function') invalid('filter', 'a function', o.filter)
   const lag = o.lag ?? {}
-  if (typeof lag !== 'object' || lag === null) invalid('lag', 'an object', lag)
+  if (typeof lag !== 'object') invalid('lag', 'an object', lag)
   const reset = o.reset ?? 'continue'
   if (reset !== 'continue' && reset !== 'close') invalid('reset', "'continue' or 'close'", reset)
   const prime = o.prime ?? true

@@ -43,6 +43,9 @@ export interface SubscriberHost {
   release (log: TopicLog, subscriber: Subscriber): void
   readonly log: FastifyBaseLogger
   readonly counters: HubCounters
+  /** Whether a position older than a topic's cache is read from the broker, a page at a time. */
+  readonly pages: boolean
+  page (log: TopicLog, after: Position, live: () => boolean): Promise<readonly Entry[] | ResetReason | undefined>
 }
 
 // One write carries at most this many bytes of frames (more waits for the next turn): a replay of
@@ -68,6 +71,9 @@ export class Subscriber implements Producer {
   private turn = 0
   // Per topic, whether it reached its end marker; null until one does.
   private ended: boolean[] | null = null
+  // Per topic, the page of older history being read (or true while it is fetched); null until a
+  // position falls behind its topic's cache.
+  private pages: Array<readonly Entry[] | true | undefined> | null = null
 
   constructor (
     private readonly host: SubscriberHost,
@@ -157,8 +163,9 @@ export class Subscriber implements Producer {
         const log = this.logs[i]!
         let position = this.positions[i]!
         let reason = this.resets?.[i]
+        const behind = position.o < log.firstOffset - 1
         if (reason === undefined && position.o < log.head.o) {
-          if (position.o < log.firstOffset - 1) reason = 'trimmed'
+          if (behind && !this.host.pages) reason = 'trimmed'
           // 'disconnect' is checked only while the socket is full (wake()): a flush means the
           // client reads, and a resume starts past the bound that closed it, by construction.
           else if (policy === 'skip-to-head' && this.lagging(i, now)) reason = 'overflow'
@@ -181,12 +188,21 @@ export class Subscriber implements Producer {
           continue
         }
         let window: Iterable<Entry>
-        if (policy === 'conflate' && log.head.o - position.o > 1) {
-          const newest = this.conflated(log, position)
-          this.host.counters.policy.conflated += log.head.o - position.o - newest.length
-          window = newest
+        if (behind) {
+          // Older than the cache: read from the broker a page at a time, each page once written.
+          const page = this.page(i, log, position)
+          if (page === undefined) continue
+          window = this.paged(page, position)
         } else {
-          window = this.range(log, position)
+          // Caught up with the cache: a page read before is not needed any more.
+          if (this.pages !== null) this.pages[i] = undefined
+          if (policy === 'conflate' && log.head.o - position.o > 1) {
+            const newest = this.conflated(log, position)
+            this.host.counters.policy.conflated += log.head.o - position.o - newest.length
+            window = newest
+          } else {
+            window = this.range(log, position)
+          }
         }
         for (const entry of window) {
           if (size >= WRITE_LIMIT) {
@@ -207,7 +223,7 @@ export class Subscriber implements Producer {
           parts.push(frame)
           size += frame.length
         }
-        if (this.positions[i]!.o < log.head.o && !this.hasEnded(i)) more = true
+        if (this.positions[i]!.o < log.head.o && !this.hasEnded(i) && this.pages?.[i] !== true) more = true
       }
     } catch (error) {
       // A filter or key function threw: this subscriber alone ends.
@@ -234,6 +250,36 @@ export class Subscriber implements Producer {
     this.ended ??= this.logs.map(() => false)
     this.ended[i] = true
     this.endedTopics++
+  }
+
+  /**
+   * The page that holds the event after `position` in topic `i`, or undefined while it is read:
+   * the flush that follows its arrival writes it. One page at a time, read only once the previous
+   * one is written: a slow client holds one page, and the broker is read at the client's pace.
+   */
+  private page (i: number, log: TopicLog, position: Position): readonly Entry[] | undefined {
+    this.pages ??= this.logs.map(() => undefined)
+    const held = this.pages[i]
+    if (held === true) return undefined
+    if (held !== undefined) {
+      const k = position.o + 1 - held[0]!.o
+      if (k >= 0 && k < held.length) return held
+    }
+    this.pages[i] = true
+    // It never rejects: a read that fails is retried while this stream is open.
+    void this.host.page(log, position, () => !this.stream.closed).then((result) => {
+      const pages = this.pages!
+      pages[i] = undefined
+      if (result === undefined || this.stream.closed) return
+      if (typeof result === 'string') this.setReset(i, result)
+      else pages[i] = result
+      this.host.schedule(this)
+    })
+    return undefined
+  }
+
+  private * paged (page: readonly Entry[], position: Position): Generator<Entry> {
+    for (let k = position.o + 1 - page[0]!.o; k < page.length; k++) yield page[k]!
   }
 
   private * range (log: TopicLog, position: Position): Generator<Entry> {
