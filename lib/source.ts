@@ -228,10 +228,11 @@ export class SourcePump implements Producer {
 
   // The socket drained: write what waited, then pull on, after the event loop's turn: a 16 KiB
   // write that returned false is often taken by the kernel at once, and its drain comes in the
-  // same tick. Should that write fill the socket again, the next drain resumes.
+  // same tick. Should that write fill the socket again, the next item pulled waits in the batch
+  // for the next drain (write() sees the full socket).
   [kResume] (): void {
-    if (this.flush()) setImmediate(this.pull)
-    else this.stream.whenDrained()
+    this.flush()
+    setImmediate(this.pull)
   }
 
   /**

@@ -326,14 +326,8 @@ export class SseStream {
     // write: the timer looks at this when it fires, and waits out the rest of the interval.
     this.lastWrite = Math.floor(performance.now())
     this.bytes += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
-    // Behind the rest of a large frame: in order, once that has gone.
-    if (this.rest.length !== 0) {
-      const rest = this.rest
-      this.rest = typeof rest === 'string' && typeof frame === 'string'
-        ? rest + frame
-        : Buffer.concat([Buffer.from(rest), Buffer.from(frame)])
-      return false
-    }
+    // Nothing writes while the rest of a large frame waits (see PIECE): that rest leaves the socket
+    // full, every producer waits for the drain that sends it, and a heartbeat skips a full socket.
     return this.send(frame)
   }
 

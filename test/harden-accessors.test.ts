@@ -93,3 +93,11 @@ t.test('a source promise whose then getter throws is dropped without a crash at 
 
 const routeUnused: Route | undefined = undefined
 void routeUnused
+
+t.test('dropSource: a source whose then getter throws is logged, never thrown', async (t) => {
+  const { dropSource } = await import('../lib/source.js')
+  const logged: unknown[] = []
+  const log = { error: (obj: unknown) => { logged.push(obj) }, debug: () => {} } as unknown as import('fastify').FastifyBaseLogger
+  t.doesNotThrow(() => dropSource({ get then () { return boom() } }, log))
+  t.equal((logged[0] as { err: Error }).err.message, 'bad getter')
+})

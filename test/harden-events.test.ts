@@ -104,3 +104,16 @@ t.test('PreparedEvent: genuine ones are written, copies and forgeries are refuse
     })
   }
 })
+
+t.test('a sink that has ended resolves false for an empty event, as for any other', async (t) => {
+  const { app } = await build(t)
+  const results: boolean[] = []
+  app.get('/', (_req, reply) => {
+    const sink = reply.sseSink()
+    sink.end()
+    void sink.send({}).then((ok) => results.push(ok))
+  })
+  const client = await open(await listen(app) + '/')
+  await client.closed
+  t.same(results, [false])
+})

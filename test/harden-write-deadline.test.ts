@@ -75,3 +75,23 @@ t.test('a frame cut into pieces is never cut between the halves of a surrogate p
   await client.closed
   t.equal(client.text, 'data: ' + data + '\n\n')
 })
+
+t.test('a source that awaits between events is held once a tick\'s flush finds the socket full', async (t) => {
+  const { app } = await build(t, { heartbeat: false, writeTimeout: false })
+  let pulled = 0
+  const chunk = 'z'.repeat(4000)
+  app.get('/', (_req, reply) => reply.sse(async function * () {
+    while (true) {
+      pulled++
+      yield { data: chunk }
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }))
+  const client = await open(await listen(app) + '/', { read: false })
+  client.res.pause()
+  let stuckAt = -1
+  for (let i = 0; i < 250 && stuckAt !== pulled; i++) { stuckAt = pulled; await delay(20) }
+  await delay(50)
+  t.equal(pulled, stuckAt, `held after ${pulled} events`)
+  client.destroy()
+})
