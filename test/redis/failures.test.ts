@@ -162,3 +162,33 @@ t.test('a cursor trimmed away is reset, on a node that reads the topic and on on
   const stream = await a.client.xlen('sse:{trim}:s')
   t.ok(stream < 250 && stream >= 10, `MAXLEN ~ trims the stream (${stream} kept)`)
 })
+
+t.test('a reader parked with nothing to watch, its connection lost meanwhile: the next watch replaces it', redisAvailable(), async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const a = await app(t, redis)
+  const first = new Reader('parked')
+  await first.connect(a.port)
+  await first.until(() => first.lastEventId !== undefined)
+  const reads = a.broker.stats.reads
+  await first.disconnect()
+  // The last subscriber gone, the blocking read is woken and the reader parks: it reads no more.
+  for (let i = 0; i < 200 && a.broker.stats.reads === reads; i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  t.ok(a.broker.stats.reads > reads, 'the read was woken')
+  // Its connection goes while it is parked (it does not reconnect on its own).
+  await redis.kill()
+  await redis.start()
+  await t.resolves(async () => {
+    for (;;) {
+      try { return await a.app.sse.publish('parked', { data: 'while away' }) } catch {}
+    }
+  })
+  const connects = a.broker.stats.connects
+  const second = new Reader('parked')
+  await second.connect(a.port)
+  await second.until(() => second.lastEventId !== undefined)
+  await a.app.sse.publish('parked', { data: 'back' })
+  await second.until((f) => f.some((frame) => frame.data === 'back'))
+  t.ok(a.broker.stats.connects > connects, 'a new reader connection was made')
+  await second.disconnect()
+})
