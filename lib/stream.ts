@@ -272,6 +272,7 @@ export class SseStream {
       ;(socket as Socket & Carrier)[kStream] = this
       socket.on('close', onConnectionClose)
     }
+    // A not-found handler has no route URL.
     this.route = request.routeOptions.url ?? ''
     this.reqId = request.id
     plugin.opened(this)

@@ -310,10 +310,8 @@ export class Hub implements BrokerHost, SubscriberHost {
       let iterable: unknown = typeof source === 'function' ? source(signal) : source
       if (isThenable(iterable)) iterable = await iterable
       if (!isIterable(iterable)) throw new FST_ERR_SSE_INVALID_EVENT(describe(iterable))
-      for await (const event of iterable as PipeSource) {
-        await this.publish(topic, event)
-        if (signal.aborted) break
-      }
+      // Once the app closes, the next publish is refused: the loop ends and the source is returned.
+      for await (const event of iterable as PipeSource) await this.publish(topic, event)
     } catch (error) {
       if (!signal.aborted) this.log.error({ err: error, topic }, 'fastify-sse-stream: a piped source failed')
     }
@@ -378,7 +376,6 @@ export class Hub implements BrokerHost, SubscriberHost {
     if (cursor.o > head.o) return 'lost'
     if (cursor.o === head.o) return head.o > 0 && cursor.t !== head.t ? 'lost' : undefined
     if (cursor.o < log.firstOffset - 1) {
-      if (cursor.o === 0 && log.firstOffset === 1) return undefined
       if (!this.pages) return 'trimmed'
       // Older than the cache: paged from the broker, which judges the cursor against what it holds.
       // A cursor later than the oldest event held, at a lower offset, is of another history.
@@ -541,7 +538,6 @@ export class Hub implements BrokerHost, SubscriberHost {
 
   /** The app is closing: producers stop, publishing is refused, the broker closes. */
   async close (): Promise<void> {
-    if (this.closed) return
     this.closed = true
     clearInterval(this.sweeper)
     // Piped producers are told to stop; the close does not wait on one that ignores its signal.
