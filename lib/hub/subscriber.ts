@@ -150,7 +150,6 @@ export class Subscriber implements Producer {
     let events = 0
     let more = false
     let closeAfter = false
-    const now = Date.now()
     const { policy, filter } = this.options
     try {
       // Each flush starts at the next topic: a busy topic that fills every write cannot keep the
@@ -168,7 +167,7 @@ export class Subscriber implements Producer {
           if (behind && !this.host.pages) reason = 'trimmed'
           // 'disconnect' is checked only while the socket is full (wake()): a flush means the
           // client reads, and a resume starts past the bound that closed it, by construction.
-          else if (policy === 'skip-to-head' && this.lagging(i, now)) reason = 'overflow'
+          else if (policy === 'skip-to-head' && this.lagging(i, Date.now())) reason = 'overflow'
         }
         if (reason !== undefined) {
           if (this.resets !== null) this.resets[i] = undefined
@@ -187,24 +186,27 @@ export class Subscriber implements Producer {
           if (log.ended) this.end(i)
           continue
         }
-        let window: Iterable<Entry>
+        // What to send: entries of a list (a page, or a conflated backlog) from `at`, or, when list
+        // is null, the log's own entries after the position (no copy, no iterator).
+        let list: readonly Entry[] | null = null
+        let at = 0
         if (behind) {
           // Older than the cache: read from the broker a page at a time, each page once written.
           const page = this.page(i, log, position)
           if (page === undefined) continue
-          window = this.paged(page, position)
+          list = page
+          at = position.o + 1 - page[0]!.o
         } else {
           // Caught up with the cache: a page read before is not needed any more.
           if (this.pages !== null) this.pages[i] = undefined
           if (policy === 'conflate' && log.head.o - position.o > 1) {
-            const newest = this.conflated(log, position)
-            this.host.counters.policy.conflated += log.head.o - position.o - newest.length
-            window = newest
-          } else {
-            window = this.range(log, position)
+            list = this.conflated(log, position)
+            this.host.counters.policy.conflated += log.head.o - position.o - list.length
           }
         }
-        for (const entry of window) {
+        const stop = list === null ? log.head.o - position.o : list.length
+        for (let n = at, o = position.o + 1; n < stop; n++, o++) {
+          const entry = list === null ? log.at(o)! : list[n]!
           if (size >= WRITE_LIMIT) {
             more = true
             break
@@ -276,14 +278,6 @@ export class Subscriber implements Producer {
       this.host.schedule(this)
     })
     return undefined
-  }
-
-  private * paged (page: readonly Entry[], position: Position): Generator<Entry> {
-    for (let k = position.o + 1 - page[0]!.o; k < page.length; k++) yield page[k]!
-  }
-
-  private * range (log: TopicLog, position: Position): Generator<Entry> {
-    for (let o = position.o + 1; o <= log.head.o; o++) yield log.at(o)!
   }
 
   /** The newest event per key of the backlog, in the order of their last occurrence. */
