@@ -45,10 +45,11 @@ const PEERS = ['fastify-sse', 'fastify-sse-v2', 'better-sse']
 // fastify-sse-v2 keep no history, and the others are measured without ids).
 const PHASES = {
   [HUB]: ['fanout', 'idle', 'storm'],
+  'patched-hub': ['fanout', 'idle', 'storm'],
   'fastify-sse-replay': ['storm']
 }
 // Subjects that send no hello frame: a connection is ready once a 200 head is in.
-const READY_ON_HEAD = new Set([HUB])
+const READY_ON_HEAD = new Set([HUB, 'patched-hub'])
 
 function parseArgs (argv) {
   const args = {}
@@ -91,7 +92,7 @@ const takesPart = (subject, scenario) => (PHASES[subject] ?? ['throughput', 'fan
 // --only takes subject and scenario names in one list; --subjects and --scenarios still work.
 const only = args.only === undefined ? [] : String(args.only).split(',')
 for (const name of only) {
-  if (!(name in SUBJECTS) && !ALL_SCENARIOS.includes(name) && name !== 'patched') {
+  if (!(name in SUBJECTS) && !ALL_SCENARIOS.includes(name) && name !== 'patched' && name !== 'patched-hub') {
     throw new Error(`--only: unknown name ${name}; subjects: ${Object.keys(SUBJECTS)}; scenarios: ${ALL_SCENARIOS}`)
   }
 }
@@ -105,10 +106,12 @@ const scenarios = args.scenarios !== undefined
   : onlyScenarios.length > 0 ? onlyScenarios : ALL_SCENARIOS
 for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; one of ${ALL_SCENARIOS}`)
 const profDir = path.join(outDir, 'prof')
-// --dist adds the subject 'patched': this plugin loaded from another build, measured beside ours.
+// --dist adds the subjects 'patched' and 'patched-hub': this plugin (and its hub) loaded from another
+// build, measured beside ours.
 const dist = args.dist === undefined ? undefined : path.resolve(String(args.dist), 'index.js')
 if (dist !== undefined) {
   SUBJECTS.patched = 'fastify-sse-stream + patch'
+  SUBJECTS['patched-hub'] = 'fastify-sse-stream hub + patch'
   if (args.subjects === undefined && onlySubjects.length === 0) subjects.splice(3, 0, 'patched')
 }
 for (const s of subjects) if (!(s in SUBJECTS)) throw new Error(`unknown subject ${s}; one of ${Object.keys(SUBJECTS)}`)
@@ -180,11 +183,11 @@ let rpcId = 0
 
 async function startServer (subject) {
   const execArgv = ['--expose-gc']
-  if (args.profile === true && (subject === OURS || subject === 'patched')) {
+  if (args.profile === true && (subject === OURS || subject === HUB || subject.startsWith('patched'))) {
     mkdirSync(profDir, { recursive: true })
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`)
   }
-  const child = spawn('server.js', [subject], execArgv, subject === 'patched' ? { BENCH_DIST: dist } : {})
+  const child = spawn('server.js', [subject], execArgv, subject.startsWith('patched') ? { BENCH_DIST: dist } : {})
   const { port } = await waitMessage(child, (m) => m?.ready === true, 15_000, `${subject} server start`)
   const call = async (msg, ms = 120_000) => {
     const id = ++rpcId

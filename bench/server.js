@@ -5,8 +5,10 @@ import { counters } from './lib/payload.js'
 
 const subject = process.argv[2]
 const hub = new Hub()
-// 'patched' is this plugin loaded from the build named by BENCH_DIST (see run.js --dist).
-const { start } = await import(`./subjects/${subject === 'patched' ? 'fastify-sse-stream' : subject}.js`)
+// 'patched' and 'patched-hub' are this plugin and its hub loaded from the build named by BENCH_DIST
+// (see run.js --dist).
+const module = subject === 'patched' ? 'fastify-sse-stream' : subject === 'patched-hub' ? 'fastify-sse-stream-hub' : subject
+const { start } = await import(`./subjects/${module}.js`)
 const server = await start({ hub })
 
 let cpuStart = null
