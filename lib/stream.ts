@@ -84,6 +84,11 @@ function onResponseSocket (this: Carrier): void {
   this[kStream]!.armDeadline()
 }
 function stall (stream: SseStream): void { stream.stall() }
+const CRLF = Buffer.from('\r\n')
+/** The head of an HTTP/1.1 chunk of `length` bytes. */
+export function chunkHead (length: number): string {
+  return length.toString(16) + '\r\n'
+}
 function uncork (socket: Socket): void { socket.uncork() }
 function endShutdown (stream: SseStream): void { stream.close('shutdown') }
 
@@ -173,6 +178,8 @@ export class SseStream {
   private deadlineTimer: NodeJS.Timeout | undefined
   private graceTimer: NodeJS.Timeout | undefined
   private socket: Socket | null = null
+  // The socket, when frames are written to it as HTTP/1.1 chunks of their own (see open()).
+  private chunked: Socket | null = null
   // Made on first use, like the controller: a sink's `done` is often never read.
   private donePromise: Promise<void> | null = null
   private resolveDone: (() => void) | null = null
@@ -261,7 +268,6 @@ export class SseStream {
     target[kStream] = this
     res.on('close', onConnectionClose)
     res.on('error', onConnectionClose)
-    res.on('drain', onResponseDrain)
     // The response's and the socket's close are the disconnect signals. The request's is not:
     // Node emits it as soon as the body has been read, while the client is still connected.
     const socket = request.raw.socket as Socket | null
@@ -287,6 +293,17 @@ export class SseStream {
     if (this.socket !== null) setImmediate(uncork, this.socket)
     // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted.
     const bodiless = request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304
+    // Once the head is out and the response holds its socket, frames go to the socket as chunks
+    // framed here: one socket write per frame (or per batch of the hub's shared frames, framed
+    // once for every subscriber), where the response makes four, each frame buffered until the
+    // next tick. Nothing else writes to the socket until end(), which adds the last chunk.
+    // Not for HTTP/1.0 (no chunks), HTTP/2, inject(), or a pipelined response waiting its turn.
+    if (this.socket !== null && res.chunkedEncoding && res.socket === this.socket && !bodiless) {
+      this.chunked = this.socket
+      this.socket.on('drain', onResponseDrain)
+    } else {
+      res.on('drain', onResponseDrain)
+    }
     // The opening lines, each without a blank line: a retry field takes effect as soon as its line
     // is read, and a blank line would make fetch-event-source fire an empty message (as it does
     // for `: ping\n\n`). The heartbeat interval is advertised as a comment, which EventSource
@@ -332,12 +349,24 @@ export class SseStream {
     return this.send(frame)
   }
 
+  /** Writes frames made of parts (the hub's, for one subscriber): copied once, into one chunk. */
+  writeParts (parts: Buffer[], size: number, events: number): boolean {
+    const socket = this.chunked
+    if (socket === null || size > PIECE || parts.length === 1) return this.writeFrames(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), events)
+    const head = chunkHead(size)
+    const chunk = Buffer.allocUnsafe(head.length + size + CRLF.length)
+    let at = chunk.write(head, 0, 'latin1')
+    for (const part of parts) at += part.copy(chunk, at)
+    CRLF.copy(chunk, at)
+    return this.writeShared(chunk.subarray(head.length, head.length + size), chunk, events)
+  }
+
   /** Hands `text` to the response, in pieces of at most PIECE units; false when the socket is full. */
   private send (text: string | Buffer): boolean {
     while (text.length > PIECE) {
       // Never between the two halves of a surrogate pair: each piece is encoded on its own.
       const cut = typeof text === 'string' && isHighSurrogate(text.charCodeAt(PIECE - 1)) ? PIECE - 1 : PIECE
-      const ok = this.res.write(text.slice(0, cut))
+      const ok = this.out(text.slice(0, cut))
       text = text.slice(cut)
       if (!ok) {
         this.rest = text
@@ -345,9 +374,26 @@ export class SseStream {
         return false
       }
     }
-    if (this.res.write(text)) return true
+    if (this.out(text)) return true
     this.pressed()
     return false
+  }
+
+  /** One write to the response, or to the socket as a chunk framed here (see open()). */
+  private out (data: string | Buffer): boolean {
+    const socket = this.chunked
+    if (socket === null) return this.res.write(data)
+    // A chunk of no bytes would end the body.
+    if (data.length === 0) return !socket.writableNeedDrain
+    // Frames written in one tick (a source's batch) leave together, as the response would send them.
+    if (socket.writableCorked === 0) {
+      socket.cork()
+      process.nextTick(uncork, socket)
+    }
+    if (typeof data === 'string') return socket.write(chunkHead(Buffer.byteLength(data)) + data + '\r\n')
+    socket.write(chunkHead(data.length), 'latin1')
+    socket.write(data)
+    return socket.write(CRLF)
   }
 
   /** The socket is full: arm the write deadline, unless it runs already. */
@@ -374,6 +420,23 @@ export class SseStream {
   writeFrames (frames: string | Buffer, events: number): boolean {
     this.events += events
     return this.write(frames)
+  }
+
+  /**
+   * Writes frames shared by many streams (the hub's), as they are or, on a stream that writes its
+   * own chunks, as `chunk`: the same frames with their chunk framing, made once for all. Frames
+   * longer than PIECE go out in pieces like any other.
+   */
+  writeShared (frames: Buffer, chunk: Buffer, events: number): boolean {
+    const socket = this.chunked
+    if (socket === null || frames.length > PIECE) return this.writeFrames(frames, events)
+    this.events += events
+    this.writes++
+    this.lastWrite = Math.floor(performance.now())
+    this.bytes += frames.length
+    if (socket.write(chunk)) return true
+    this.pressed()
+    return false
   }
 
   /** Settles when the stream has ended, for whatever reason. Never rejects. */
@@ -441,6 +504,7 @@ export class SseStream {
     const { res, socket } = this
     res.off('close', onConnectionClose)
     res.off('drain', onResponseDrain)
+    this.chunked?.off('drain', onResponseDrain)
     res.off('socket', onResponseSocket)
     if (socket !== null) {
       socket.off('close', onConnectionClose)
@@ -464,7 +528,7 @@ export class SseStream {
       res.destroy()
     } else {
       // What is left of a large frame goes out before the end (and the retry line).
-      if (this.rest.length !== 0) res.write(this.rest)
+      if (this.rest.length !== 0) this.out(this.rest)
       this.rest = ''
       // Clients come back spread over a window, not all in the same second: after a shutdown, and
       // after a lifetime (they resume by id, on whichever node takes them). Only the line: a
@@ -477,7 +541,7 @@ export class SseStream {
         const line = 'retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n'
         // Straight to the response, not through write(): the stream is closed, and a write
         // that fills the socket would arm a write deadline that no drain clears any more.
-        res.write(line)
+        this.out(line)
         this.bytes += line.length
       }
       if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.end())

@@ -1,6 +1,6 @@
 // Real-browser tests: Debian's Chromium, driven by playwright-core, against real servers on
 // 127.0.0.1:0. Native EventSource, the seed's fetch-event-source client, and the demo page.
-import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Page } from 'playwright-core'
@@ -282,14 +282,15 @@ browserTest('fetch-event-source (seed code): heartbeats produce no empty message
   let pings = 0
   const { page } = await setup(t, (app) => {
     app.post('/beats', (_request, reply) => {
-      // Watch the bytes the plugin writes, to know when two heartbeats went out.
-      const res = reply.raw as ServerResponse & { write: (...args: unknown[]) => boolean }
-      const write = res.write
+      // Watch the bytes the plugin writes to the socket (as HTTP/1.1 chunks of its own), to know
+      // when two heartbeats went out.
+      const socket = reply.raw.socket as Socket & { write: (...args: unknown[]) => boolean }
+      const write = socket.write
       let seenTwo: () => void
       const twoPings = new Promise<void>((resolve) => { seenTwo = resolve })
-      res.write = function (this: ServerResponse, ...args: unknown[]) {
-        // A heartbeat is a comment-only frame: one line starting with a colon.
-        if (/^:[^\n]*\n$/.test(String(args[0])) && ++pings === 2) seenTwo()
+      socket.write = function (this: Socket, ...args: unknown[]) {
+        // A heartbeat is a comment-only frame: one line starting with a colon, in a chunk of its own.
+        if (/^[0-9a-f]+\r\n:[^\n]*\n\r\n$/.test(String(args[0])) && ++pings === 2) seenTwo()
         return (write as (...a: unknown[]) => boolean).apply(this, args)
       }
       return reply.sse(async function * () {

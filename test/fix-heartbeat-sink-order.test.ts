@@ -31,7 +31,7 @@ t.test('a heartbeat that fills the socket does not strand or reorder sink events
   })
   const client = await silentClient(await listen(app) + '/')
   t.teardown(() => client.destroy())
-  const { sink, res, sock } = await ready.promise
+  const { sink, sock } = await ready.promise
   // Let the kernel buffers fill and settle under a large high-water mark (every write accepted),
   // then put the mark 6 bytes above what is queued: any heartbeat chunk (12 bytes) crosses it.
   // (This only reproduces, deterministically, a level the buffer passes through in real use.)
@@ -45,10 +45,10 @@ t.test('a heartbeat that fills the socket does not strand or reorder sink events
   }
   t.ok(sock.writableLength > 0, `kernel full, ${sock.writableLength} B queued in userland`)
   state.highWaterMark = sock.writableLength + 6
-  t.notOk(res.writableNeedDrain, 'not backpressured yet')
+  t.notOk(sock.writableNeedDrain, 'not backpressured yet')
   // Wait for the heartbeat to be written (and to fill the socket).
-  for (let i = 0; i < 100 && !res.writableNeedDrain; i++) await new Promise((resolve) => setTimeout(resolve, 20))
-  t.ok(res.writableNeedDrain, 'the heartbeat filled the socket')
+  for (let i = 0; i < 100 && !sock.writableNeedDrain; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.ok(sock.writableNeedDrain, 'the heartbeat filled the socket')
   const a = sink.send({ data: 'A' })
   t.equal(sink.pending, 1, 'A is queued behind the full socket')
   // The client starts reading.
@@ -56,7 +56,7 @@ t.test('a heartbeat that fills the socket does not strand or reorder sink events
   client.setEncoding('utf8')
   client.on('data', (chunk: string) => { text += chunk })
   client.resume()
-  await once(res, 'drain')
+  await once(sock, 'drain')
   const b = sink.send({ data: 'B' })
   sink.end()
   await t.resolves(within(a, 1000, 'send(A) to settle'), 'send(A) settles')

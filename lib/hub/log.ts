@@ -1,4 +1,5 @@
 import type { EventObject } from '../encoder.js'
+import { chunkHead } from '../stream.js'
 import { ORIGIN, type Position } from './position.js'
 
 /** One stored event of a topic, shared by every subscriber: encoded once, never copied per socket. */
@@ -9,6 +10,8 @@ export interface Entry extends Position {
    * bytes and an id line of its own.
    */
   readonly frame: Buffer
+  /** The frame as an HTTP/1.1 chunk (its length, the frame, CRLF): `frame` is a view into it. */
+  readonly chunk: Buffer
   readonly bodyLength: number
   /** The event as published, for subscribers' filters and conflation keys (undefined for markers). */
   readonly event: EventObject | undefined
@@ -36,17 +39,24 @@ export interface Retention {
 
 const ID = Buffer.from('id: ')
 const NL2 = Buffer.from('\n\n')
+const CRLF = Buffer.from('\r\n')
 
 export function makeEntry (stored: Stored, total: number): Entry {
   const id = stored.t + '-' + stored.o
-  // One allocation: the fields, the id line and the blank line.
-  const frame = Buffer.allocUnsafe(stored.body.length + ID.length + id.length + NL2.length)
-  let at = stored.body.copy(frame, 0)
-  const bodyLength = at
-  at += ID.copy(frame, at)
-  at += frame.write(id, at, 'latin1')
-  NL2.copy(frame, at)
-  return { t: stored.t, o: stored.o, frame, bodyLength, event: stored.event, end: stored.end === true, total: total + frame.length }
+  const length = stored.body.length + ID.length + id.length + NL2.length
+  const head = chunkHead(length)
+  // One allocation: the chunk's head, the fields, the id line, the blank line, the chunk's end.
+  const chunk = Buffer.allocUnsafe(head.length + length + CRLF.length)
+  let at = chunk.write(head, 0, 'latin1')
+  const start = at
+  at += stored.body.copy(chunk, at)
+  const bodyLength = at - start
+  at += ID.copy(chunk, at)
+  at += chunk.write(id, at, 'latin1')
+  at += NL2.copy(chunk, at)
+  CRLF.copy(chunk, at)
+  const frame = chunk.subarray(start, start + length)
+  return { t: stored.t, o: stored.o, frame, chunk, bodyLength, event: stored.event, end: stored.end === true, total: total + length }
 }
 
 /**

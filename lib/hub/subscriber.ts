@@ -150,6 +150,8 @@ export class Subscriber implements Producer {
     if (stream.closed) return
     if (stream.backpressured) return stream.whenDrained()
     const parts: Buffer[] = []
+    // The entry whose frame is the only part, when it is: written as its shared chunk.
+    let shared: Entry | undefined
     let size = 0
     let events = 0
     let more = false
@@ -226,6 +228,7 @@ export class Subscriber implements Producer {
           if (filter !== undefined && !filter(entry.event!, log.name)) continue
           events++
           const frame = this.logs.length === 1 ? entry.frame : this.multiFrame(entry)
+          shared = parts.length === 0 && frame === entry.frame ? entry : undefined
           parts.push(frame)
           size += frame.length
         }
@@ -239,7 +242,9 @@ export class Subscriber implements Producer {
     }
     let ok = true
     if (parts.length > 0) {
-      ok = stream.writeFrames(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), events)
+      ok = shared !== undefined && parts.length === 1
+        ? stream.writeShared(shared.frame, shared.chunk, events)
+        : stream.writeParts(parts, size, events)
       if (closeAfter) return stream.close('reset')
     }
     if (this.endedTopics === this.logs.length) return stream.close('done')
