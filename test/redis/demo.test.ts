@@ -44,6 +44,11 @@ t.test('demo with REDIS_URL: two instances, an event published on one delivered 
     const list = await (await fetch(`${a.url}/nodes`)).json()
     t.same(list, { broker: 'redis', node: 'A', nodes: [{ name: 'A', port: a.port }, { name: 'B', port: b.port }] },
       'each instance registered itself in Redis')
+    // CORS for pages of the other instances on this host name, and for no other origin.
+    const allowed = async (origin: string) => (await fetch(`${a.url}/nodes`, { headers: { origin } })).headers.get('access-control-allow-origin')
+    t.equal(await allowed(b.url), b.url, 'a page of node B may call node A')
+    t.equal(await allowed('http://localhost:' + b.port), null, 'another host name may not')
+    t.equal(await allowed('http://example.com'), null)
 
     const { context, page, errors } = await openPage(chromium.browser(), `${a.url}/`)
     t.teardown(() => context.close())
