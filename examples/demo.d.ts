@@ -28,6 +28,22 @@ export interface SeedOptions {
 export interface BroadcastOptions {
   /** ms, sent as `retry:` at the start of each subscriber's stream. @default 1000 */
   retry?: number
+  /** The name of the node that publishes, in each event's data. @default the port it listens on */
+  node?: string
+}
+
+export interface NodeOptions {
+  /** This instance's name. @default the port it listens on */
+  node?: string
+  /** An ioredis client: instances on one Redis find each other there. Without it, GET /nodes lists this one. */
+  client?: import('ioredis').Redis
+}
+
+export interface DemoRedis {
+  /** The ioredis client the broker runs on (the demo closes it after the app). */
+  client: import('ioredis').Redis
+  /** `redisBroker({ client })` from fastify-sse-stream/redis. */
+  broker: import('../lib/brokers/redis.js').RedisBroker
 }
 
 export interface DemoOptions {
@@ -38,6 +54,10 @@ export interface DemoOptions {
   ticker?: TickerOptions
   broadcast?: BroadcastOptions
   logger?: boolean
+  /** This instance's name on the page. @default the port it listens on */
+  node?: string
+  /** The hub on the Redis broker, with node discovery and same-host CORS. @default in memory */
+  redis?: DemoRedis
 }
 
 export function formatTime (date?: Date): string
@@ -45,6 +65,8 @@ export const seedRoutes: FastifyPluginAsync<SeedOptions>
 export const tickerRoutes: FastifyPluginAsync<TickerOptions>
 export const broadcastRoutes: FastifyPluginAsync<BroadcastOptions>
 export const dropRoutes: FastifyPluginAsync
+export const nodeRoutes: FastifyPluginAsync<NodeOptions>
+export const sameHostCors: FastifyPluginAsync
 export const vendorRoutes: FastifyPluginAsync
 export const clientBundleRoutes: FastifyPluginAsync
 export const pageRoutes: FastifyPluginAsync

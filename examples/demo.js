@@ -5,6 +5,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
+import fastifyCors from '@fastify/cors'
 import fastifyStatic from '@fastify/static'
 import fp from 'fastify-plugin'
 import sse from '../dist/index.js'
@@ -144,9 +145,11 @@ export async function tickerRoutes (app, {
  * The broadcast panel's server side: one topic per name (`board:<name>`), read by any number of
  * subscribers on GET /topics/:name, and written by POST /publish `{ topic, text }`, which answers
  * with the id the hub gave the event. A subscriber starts at the live edge, primed with its
- * position, and resumes by `Last-Event-ID` after a drop: no gap, no duplicate.
+ * position, and resumes by `Last-Event-ID` after a drop: no gap, no duplicate. Each event's data
+ * names the node that published it (`node`); with the Redis broker, that may not be the node
+ * whose stream delivers it.
  */
-export async function broadcastRoutes (app, { retry = 1000 } = {}) {
+export async function broadcastRoutes (app, { retry = 1000, node } = {}) {
   const name = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' }
   app.get('/topics/:name', {
     schema: { params: { type: 'object', properties: { name } } }
@@ -162,10 +165,78 @@ export async function broadcastRoutes (app, { retry = 1000 } = {}) {
     }
   }, async (request) => {
     const { topic, text } = request.body
-    const id = await app.sse.publish('board:' + topic, { event: 'post', data: { text, at: formatTime() } })
-    return { id }
+    const by = nodeName(app, node)
+    const id = await app.sse.publish('board:' + topic, { event: 'post', data: { text, at: formatTime(), node: by } })
+    return { id, node: by }
   })
 }
+
+/** This instance's name: `node`, else the port it listens on. */
+function nodeName (app, node) {
+  return node ?? String(app.server.address()?.port)
+}
+
+const NODES = 'demo:nodes'
+const NODE_TTL = 15_000
+
+/**
+ * GET /nodes: this instance's name (`node`, else its port), which broker its hub runs on, and the
+ * instances a page can switch to, `{ broker, node, nodes: [{ name, port }] }`.
+ * - In memory, the list is this instance alone.
+ * - With `client` (an ioredis client), instances on one Redis find each other there: each keeps
+ *   its name and port in the hash `demo:nodes` from the moment it listens, refreshed every 5 s,
+ *   and deletes it when it closes. The list holds those seen in the last 15 s, so one killed
+ *   without closing drops out.
+ * A page finds another instance by its port, on the host it was served from.
+ */
+export async function nodeRoutes (app, { node, client } = {}) {
+  const port = () => app.server.address()?.port
+  if (client !== undefined) {
+    // Name and port are read once listening: when onClose runs, the server has no address.
+    let self
+    const beat = () => client.hset(NODES, self.name, JSON.stringify({ port: self.port, seen: Date.now() }))
+      .catch((error) => app.log.warn({ err: error }, 'demo: could not register this node in Redis'))
+    let timer
+    app.addHook('onListen', async () => {
+      self = { name: nodeName(app, node), port: port() }
+      await beat()
+      timer = setInterval(beat, NODE_TTL / 3).unref()
+    })
+    app.addHook('onClose', async () => {
+      clearInterval(timer)
+      if (self !== undefined) await client.hdel(NODES, self.name).catch(() => {})
+    })
+  }
+  app.get('/nodes', async () => {
+    const self = nodeName(app, node)
+    if (client === undefined) return { broker: 'memory', node: self, nodes: [{ name: self, port: port() }] }
+    const now = Date.now()
+    const nodes = []
+    for (const [name, value] of Object.entries(await client.hgetall(NODES))) {
+      const entry = JSON.parse(value)
+      if (now - entry.seen < NODE_TTL) nodes.push({ name, port: entry.port })
+    }
+    nodes.sort((a, b) => a.name.localeCompare(b.name))
+    return { broker: 'redis', node: self, nodes }
+  })
+}
+
+/**
+ * Lets pages served by another instance on the same host (another port) use this one's routes:
+ * CORS with the page's origin reflected when its host name is the one this request was sent to.
+ * The demo registers it with the Redis broker only, where a page switches between instances.
+ */
+export const sameHostCors = fp(async function sameHostCors (app) {
+  await app.register(fastifyCors, {
+    delegator (request, callback) {
+      let origin = false
+      try {
+        origin = new URL(request.headers.origin).hostname === request.hostname
+      } catch {} // no Origin header, or not a URL: no CORS headers
+      callback(null, { origin, methods: ['GET', 'POST'] })
+    }
+  })
+}, { name: 'demo-same-host-cors' })
 
 /**
  * Lets the page cut its own connections, to show a resume. A request whose URL has `?client=<id>`
@@ -245,15 +316,20 @@ export async function pageRoutes (app) {
 /**
  * Builds the demo app (not listening). Options: `interval` and `retry` (the seed's, see
  * seedRoutes), `ticker` (see tickerRoutes), `broadcast` (see broadcastRoutes), `logger`
- * (Fastify's logger option).
+ * (Fastify's logger option), `node` (this instance's name; default its port), and `redis`:
+ * `{ client, broker }`, an ioredis client and a Redis broker on it. Without `redis`, the hub is
+ * in memory. With it, the hub runs on the broker, instances find each other (nodeRoutes), and
+ * pages of other instances on the same host may use this one's routes (sameHostCors).
  */
-export function buildDemo ({ interval = 1000, retry = 15000, ticker = {}, broadcast = {}, logger = false } = {}) {
+export function buildDemo ({ interval = 1000, retry = 15000, ticker = {}, broadcast = {}, logger = false, node, redis } = {}) {
   const app = Fastify({ logger })
-  app.register(sse)
+  app.register(sse, redis === undefined ? {} : { hub: { broker: redis.broker } })
+  if (redis !== undefined) app.register(sameHostCors)
   app.register(dropRoutes)
+  app.register(nodeRoutes, { node, client: redis?.client })
   app.register(seedRoutes, { interval, retry })
   app.register(tickerRoutes, ticker)
-  app.register(broadcastRoutes, broadcast)
+  app.register(broadcastRoutes, { node, ...broadcast })
   app.register(vendorRoutes)
   app.register(clientBundleRoutes)
   app.register(pageRoutes)
@@ -264,11 +340,27 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const port = Number(process.env.PORT ?? 3000)
   // Loopback by default; HOST=0.0.0.0 opens the demo to the network (a phone on the same Wi-Fi).
   const host = process.env.HOST ?? '127.0.0.1'
-  const app = buildDemo({ logger: true })
+  // NODE_NAME names this instance on the page (default: its port).
+  const node = process.env.NODE_NAME || undefined
+  let redis
+  if (process.env.REDIS_URL) {
+    // Only in this mode: ioredis is an optional peer dependency, which `npm start` never loads.
+    const [{ Redis }, { redisBroker }] = await Promise.all([import('ioredis'), import('fastify-sse-stream/redis')])
+    const client = new Redis(process.env.REDIS_URL)
+    client.on('error', (error) => console.error(`demo: Redis: ${error.message}`))
+    redis = { client, broker: redisBroker({ client }) }
+  }
+  const app = buildDemo({ logger: true, node, redis })
   await app.listen({ port, host })
   const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
-  console.log(`\n  fastify-sse-stream demo: open http://${shown}:${app.server.address().port}/\n`)
+  const where = redis === undefined
+    ? 'in-memory hub'
+    : `node ${nodeName(app, node)}, hub on Redis; start more with other PORTs`
+  console.log(`\n  fastify-sse-stream demo (${where}): open http://${shown}:${app.server.address().port}/\n`)
   for (const signal of ['SIGINT', 'SIGTERM']) {
-    process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
+    process.once(signal, () => {
+      // The broker closes with the app; the client is ours to close, after it.
+      app.close().then(() => redis?.client.quit()).then(() => process.exit(0), () => process.exit(1))
+    })
   }
 }

@@ -23,9 +23,14 @@ export function panel (id) {
       reconnects.textContent = '0'
       list?.replaceChildren()
     },
-    add (name, id, data) {
+    /** One event; `servedBy`, when given, names the node whose stream delivered it. */
+    add (name, id, data, servedBy) {
       const li = document.createElement('li')
       const fields = [['name ' + name, name], ['id', id === '' ? '—' : '#' + id], ['data', data]]
+      if (servedBy !== undefined) {
+        fields.push(['served-by', `served by ${servedBy}`])
+        li.className = 'served'
+      }
       for (const [className, text] of fields) {
         const span = document.createElement('span')
         span.className = className
@@ -199,55 +204,121 @@ wire.run(() => {
 })
 
 // The broadcast panel: two subscribers of one topic, a publish form, and a drop button each.
+// GET /nodes says which instance served the page and which others share its topics. In memory
+// it is the only one, and the panel is as it always was. With the Redis broker (REDIS_URL),
+// subscriber B starts on another instance, the form publishes on any of them, each event says
+// which node published it and which node's stream served it, and Switch node moves a subscriber
+// to the next node, resuming with ?lastEventId=.
 const TOPIC = 'demo'
 const board = document.getElementById('broadcast')
 board.dataset.state = 'open'
+const cluster = { broker: 'memory', node: '', nodes: [] }
 
-function subscriber (id) {
+/** Where a node's routes are: this page's own origin, or the same host on the node's port. */
+function base (node) {
+  return node.name === cluster.node ? '' : `${location.protocol}//${location.hostname}:${node.port}`
+}
+
+async function refreshNodes () {
+  const res = await fetch('/nodes')
+  Object.assign(cluster, await res.json())
+  if (cluster.broker !== 'redis') return
+  const header = document.querySelector('.cluster')
+  header.hidden = false
+  header.textContent = `This page: node ${cluster.node}, hub on Redis · nodes: ` +
+    cluster.nodes.map((n) => `${n.name} (port ${n.port})`).join(', ')
+  for (const el of board.querySelectorAll('.on-node, .via, .switch')) el.hidden = false
+  const select = board.querySelector('select[name="node"]')
+  const chosen = select.value || cluster.node
+  select.replaceChildren(...cluster.nodes.map((n) => new Option(n.name, n.name, false, n.name === chosen)))
+}
+
+/** The node after `name` in the list, round the end; the page's own node when none is known. */
+function nextNode (name) {
+  const at = cluster.nodes.findIndex((n) => n.name === name)
+  return cluster.nodes[(at + 1) % cluster.nodes.length] ?? { name: cluster.node }
+}
+
+function subscriber (id, start) {
   const p = panel(id)
   const lastId = p.root.querySelector('.last-id')
+  const via = p.root.querySelector('.via .node')
   // The server knows this connection by the client id in its URL: POST /drop/<client> cuts it.
   const client = `${id}-${randomKey(4)}`
   p.root.dataset.client = client
-  p.setState('connecting')
-  const es = new EventSource(`/topics/${TOPIC}?client=${client}`)
-  es.onopen = () => p.setState('open')
-  es.addEventListener('post', (e) => {
-    const { text, at } = JSON.parse(e.data)
-    p.add('post', e.lastEventId, `${text} · ${at}`)
-    lastId.textContent = e.lastEventId
-  })
-  // Told in-band when the position could not be served (history trimmed, say).
-  es.addEventListener('sse-reset', (e) => p.add('sse-reset', e.lastEventId, e.data))
-  es.onerror = () => {
-    if (es.readyState === EventSource.CONNECTING) {
-      p.reconnected()
-      p.setState('reconnecting')
-      const from = lastId.textContent === 'none' ? 'the position it was primed with' : lastId.textContent
-      p.note(`connection lost; reconnecting with Last-Event-ID ${from}`)
-    } else {
-      p.setState('failed', 'closed')
+  let node = start
+  let es
+  function open (from) {
+    const servedBy = node.name
+    p.root.dataset.node = servedBy
+    via.textContent = servedBy
+    p.setState('connecting')
+    const resume = from === undefined ? '' : `&lastEventId=${encodeURIComponent(from)}`
+    es = new EventSource(`${base(node)}/topics/${TOPIC}?client=${client}${resume}`)
+    es.onopen = () => p.setState('open')
+    es.addEventListener('post', (e) => {
+      const { text, at, node: publishedOn } = JSON.parse(e.data)
+      if (cluster.broker === 'redis') p.add('post', e.lastEventId, `${text} · ${at} · published on ${publishedOn}`, servedBy)
+      else p.add('post', e.lastEventId, `${text} · ${at}`)
+      lastId.textContent = e.lastEventId
+    })
+    // Told in-band when the position could not be served (history trimmed, say).
+    es.addEventListener('sse-reset', (e) => p.add('sse-reset', e.lastEventId, e.data))
+    es.onerror = () => {
+      if (es.readyState === EventSource.CONNECTING) {
+        p.reconnected()
+        p.setState('reconnecting')
+        const from = lastId.textContent === 'none' ? 'the position it was primed with' : lastId.textContent
+        p.note(`connection lost; reconnecting with Last-Event-ID ${from}`)
+      } else {
+        p.setState('failed', 'closed')
+      }
     }
   }
+  open()
   p.root.querySelector('.drop').addEventListener('click', async () => {
-    const res = await fetch(`/drop/${client}`, { method: 'POST' })
+    const res = await fetch(`${base(node)}/drop/${client}`, { method: 'POST' })
     if (!res.ok) p.note(`drop: HTTP ${res.status} (not connected)`)
   })
+  // Closes this stream and opens one on the next node after 1 s, as a browser would after its
+  // retry delay, from the last event shown. (A page cannot read the id of the priming frame,
+  // which dispatches no event: before the first event, the new stream starts at the live edge.)
+  p.root.querySelector('.switch').addEventListener('click', async () => {
+    await refreshNodes()
+    const next = nextNode(node.name)
+    if (next.name === node.name) return p.note('no other node: start one with REDIS_URL and another PORT')
+    es.close()
+    const from = lastId.textContent === 'none' ? undefined : lastId.textContent
+    p.reconnected()
+    p.setState('switching', `switching to node ${next.name}`)
+    p.note(`closed the stream on node ${node.name}; resuming on node ${next.name} in 1 s` +
+      (from === undefined ? ' at the live edge (no event yet)' : ` with ?lastEventId=${from}`))
+    node = next
+    setTimeout(() => open(from), 1000)
+  })
 }
-subscriber('sub-a')
-subscriber('sub-b')
 
 const form = board.querySelector('.publish')
 const published = board.querySelector('.published')
 let publishes = 0
 form.addEventListener('submit', async (e) => {
   e.preventDefault()
-  const res = await fetch('/publish', {
+  const on = cluster.nodes.find((n) => n.name === form.elements.node.value) ?? { name: cluster.node }
+  const res = await fetch(`${base(on)}/publish`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ topic: TOPIC, text: form.elements.text.value })
   })
   const body = await res.json()
-  published.textContent = res.ok ? `published #${body.id}` : `failed: ${body.message}`
+  const where = cluster.broker === 'redis' ? ` on node ${body.node}` : ''
+  published.textContent = res.ok ? `published #${body.id}${where}` : `failed: ${body.message}`
   published.dataset.count = String(++publishes)
+})
+
+refreshNodes().catch(() => {}).finally(() => {
+  const self = { name: cluster.node }
+  subscriber('sub-a', self)
+  subscriber('sub-b', cluster.broker === 'redis' ? nextNode(cluster.node) : self)
+  // Instances started after the page loaded show up in the list and the form.
+  if (cluster.broker === 'redis') setInterval(() => { refreshNodes().catch(() => {}) }, 5000)
 })
