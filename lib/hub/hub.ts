@@ -41,7 +41,7 @@ export type PageResult = readonly Entry[] | ResetReason
 interface PageWaiter {
   readonly after: Position
   readonly live: () => boolean
-  readonly resolve: (result: PageResult | undefined) => void
+  readonly resolve: (result: PageResult) => void
 }
 
 /** A page read after offset `from`, up to a multiple of PAGE (or to the cache). */
@@ -430,11 +430,11 @@ export class Hub implements BrokerHost, SubscriberHost {
   /**
    * The events of `log` after `after`, older than its cache, read from the broker: one read per
    * topic at a time, serving every waiter whose cursor it covers (a resume storm costs one read).
-   * Resolves with a page that starts at or before `after.o + 1`, with the reason the cursor cannot
-   * be served, or with undefined once the hub closes. A read that fails is retried while a waiter
-   * is `live`.
+   * Resolves with a page that starts at or before `after.o + 1`, or with the reason the cursor
+   * cannot be served. A read that fails is retried while a waiter is `live`; once the hub has
+   * closed, waiters are dropped unsettled (their streams have ended).
    */
-  page (log: TopicLog, after: Position, live: () => boolean): Promise<PageResult | undefined> {
+  page (log: TopicLog, after: Position, live: () => boolean): Promise<PageResult> {
     return new Promise((resolve) => {
       let pager = this.pagers.get(log.name)
       if (pager === undefined) this.pagers.set(log.name, pager = { waiters: [], pages: new Map(), running: false })
@@ -454,13 +454,7 @@ export class Hub implements BrokerHost, SubscriberHost {
       // Those that came while the last page was read may find their place in it.
       const waiters = pager.waiters.filter((w) => w.live() && !this.kept(pager, w))
       pager.waiters = []
-      if (this.closed) {
-        // Not reproducible on demand (paging races: covered or not by timing, run to run).
-        /* c8 ignore next */
-        for (const waiter of waiters) waiter.resolve(undefined)
-        break
-      }
-      if (waiters.length === 0) break
+      if (this.closed || waiters.length === 0) break
       let min = waiters[0]!.after
       for (const w of waiters) if (w.after.o < min.o) min = w.after
       // Pages end at multiples of PAGE (or at the cache): clients that started at different
@@ -469,8 +463,6 @@ export class Hub implements BrokerHost, SubscriberHost {
       let stored: readonly Stored[]
       try {
         // From the cursor's own event (when it has one), to check it is of the history held.
-        // Not reproducible on demand (paging races: covered or not by timing, run to run).
-        /* c8 ignore next */
         stored = await this.broker.range(log.name, min.o === 0 ? ORIGIN : { t: min.t, o: min.o - 1 }, Math.max(2, end - min.o + 1))
         attempt = 0
       } catch (error) {
@@ -491,8 +483,6 @@ export class Hub implements BrokerHost, SubscriberHost {
       const block = Math.floor(min.o / PAGE)
       pager.pages.delete(block)
       pager.pages.set(block, { from: min.o, entries: page })
-      // Not reproducible on demand (paging races: covered or not by timing, run to run).
-      /* c8 ignore next */
       if (pager.pages.size > PAGES_KEPT) pager.pages.delete(pager.pages.keys().next().value!)
       for (const waiter of waiters) {
         if (this.serve(page, waiter)) continue
@@ -529,8 +519,6 @@ export class Hub implements BrokerHost, SubscriberHost {
     if (k >= page.length - 1) return false
     if (k >= 0) waiter.resolve(page[k]!.t === after.t ? page : 'lost')
     // The cursor's own event is gone but the next one is there: of this history unless it is later.
-    // Not reproducible on demand (paging races: covered or not by timing, run to run).
-    /* c8 ignore next */
     else waiter.resolve(after.o === 0 || first.t >= after.t ? page : 'lost')
     return true
   }

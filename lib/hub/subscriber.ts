@@ -45,7 +45,7 @@ export interface SubscriberHost {
   readonly counters: HubCounters
   /** Whether a position older than a topic's cache is read from the broker, a page at a time. */
   readonly pages: boolean
-  page (log: TopicLog, after: Position, live: () => boolean): Promise<readonly Entry[] | ResetReason | undefined>
+  page (log: TopicLog, after: Position, live: () => boolean): Promise<readonly Entry[] | ResetReason>
 }
 
 // One write carries at most this many bytes of frames (more waits for the next turn): a replay of
@@ -132,14 +132,10 @@ export class Subscriber implements Producer {
   private lagging (i: number, now: number): boolean {
     const log = this.logs[i]!
     const position = this.positions[i]!
-    // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
-    /* c8 ignore next */
     if (position.o >= log.head.o) return false
     const lag = this.options.lag
     if (log.head.o - position.o > lag.events) return true
     const next = log.at(position.o + 1)
-    // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
-    /* c8 ignore next */
     if (next === undefined) return false // trimmed: the flush resets it
     return log.total - next.total + next.frame.length > lag.bytes || now - next.t > lag.ms
   }
@@ -281,9 +277,8 @@ export class Subscriber implements Producer {
     void this.host.page(log, position, () => !this.stream.closed).then((result) => {
       const pages = this.pages!
       pages[i] = undefined
-      // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
-      /* c8 ignore next */
-      if (result === undefined || this.stream.closed) return
+      // Its client left while the page was read.
+      if (this.stream.closed) return
       if (typeof result === 'string') this.setReset(i, result)
       else pages[i] = result
       this.host.schedule(this)
@@ -297,8 +292,6 @@ export class Subscriber implements Producer {
     const newest = new Map<string, Entry>()
     for (let o = position.o + 1; o <= log.head.o; o++) {
       const entry = log.at(o)!
-      // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
-      /* c8 ignore next */
       const k = entry.end ? '\0end' : String(key(entry.event!))
       newest.delete(k)
       newest.set(k, entry)
@@ -334,9 +327,7 @@ export class Subscriber implements Producer {
     let ms = 0
     this.logs.forEach((log, i) => {
       const position = this.positions[i]!
-      // Not reproducible on demand (timing: whether the socket is full, or a page arrives, when this runs).
-      /* c8 ignore next */
-      if (position.o >= log.head.o || this.ended?.[i] === true) return
+      if (this.hasEnded(i) || position.o >= log.head.o) return
       events += log.head.o - position.o
       const next = log.at(position.o + 1)
       if (next !== undefined) ms = Math.max(ms, now - next.t)
