@@ -120,14 +120,33 @@ function run ({ count, rate, first = 0, node, nodes, startMono }) {
 }
 
 let cpuStart = null
+// BENCH_PROF_DIR (run.js --profile): a CPU profile of the measured window alone, from cpu-start to
+// cpu-stop, written there (bench/profile-summary.js reads it).
+const profDir = process.env.BENCH_PROF_DIR
+let session = null
+const post = (method) => new Promise((resolve, reject) => session.post(method, (err, res) => err ? reject(err) : resolve(res)))
 
 async function handle (msg) {
   switch (msg.cmd) {
     case 'cpu-start':
+      if (profDir !== undefined) {
+        const { Session } = await import('node:inspector')
+        session = new Session()
+        session.connect()
+        await post('Profiler.enable')
+        await post('Profiler.start')
+      }
       cpuStart = process.cpuUsage()
       return {}
     case 'cpu-stop': {
       const d = process.cpuUsage(cpuStart)
+      if (session !== null) {
+        const { profile } = await post('Profiler.stop')
+        const { writeFileSync } = await import('node:fs')
+        writeFileSync(`${profDir}/redis-${subject}-${process.pid}-${Date.now()}.cpuprofile`, JSON.stringify(profile))
+        session.disconnect()
+        session = null
+      }
       return { cpuUs: d.user + d.system, userUs: d.user }
     }
     case 'publish':

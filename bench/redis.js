@@ -59,11 +59,12 @@ export function redisAvailable () {
   return REDIS_SERVER !== undefined
 }
 
-export async function runRedis ({ quick, runs, phases = ['fanout', 'commands', 'restart'], spawn, waitMessage, stop, startClient, log }) {
+export async function runRedis ({ quick, runs, phases = ['fanout', 'commands', 'restart'], profDir, spawn, waitMessage, stop, startClient, log }) {
   const CONFIG = quick ? REDIS_CONFIG.quick : REDIS_CONFIG.full
   let rpc = 0
   async function startNode (subject, redisPort, cache) {
-    const child = spawn('redis-node.js', [subject, String(redisPort), String(cache)], [])
+    // --profile: each node writes a CPU profile of the fan-out's measured window to bench/out/prof/.
+    const child = spawn('redis-node.js', [subject, String(redisPort), String(cache)], [], profDir === undefined ? {} : { BENCH_PROF_DIR: profDir })
     const { port } = await waitMessage(child, (m) => m?.ready === true, 15_000, `${subject} node start`)
     const call = async (msg, ms = 120_000) => {
       const id = ++rpc
@@ -123,6 +124,7 @@ export async function runRedis ({ quick, runs, phases = ['fanout', 'commands', '
         p99: percentile(sorted, 99),
         max: sorted.length === 0 ? NaN : sorted[sorted.length - 1],
         cpuUsPerDelivery: cpuUs / delivered,
+        userUsPerDelivery: sum(cpu, 'userUs') / delivered,
         redisCpuUsPerDelivery: redisCpu * 1e6 / delivered,
         redisCpuUsPerPublish: redisCpu * 1e6 / events,
         failedPublishes: pub.failed.length,
@@ -346,9 +348,9 @@ function report (raw, CONFIG, runs) {
   for (const s of [HUB, BASE]) if (raw.fanout[s].length > 0) fm[s] = medians(raw.fanout[s])
   const b = fm[BASE]
   md.push(`### Redis fan-out: 2 server processes × ${f.int(perNode)} clients, ${events} events at ${rate}/s on one topic, publishers alternating (medians of ${runs})`, '',
-    mdTable(['Subject', 'p50 ms', 'vs base', 'p99 ms', 'vs base', 'max ms', 'delivered', 'server CPU µs / delivery', 'vs base', 'redis-server CPU µs / delivery', 'redis-server CPU µs / publish', 'failed publishes'],
+    mdTable(['Subject', 'p50 ms', 'vs base', 'p99 ms', 'vs base', 'max ms', 'delivered', 'server CPU µs / delivery', 'vs base', 'of which user µs', 'vs base', 'redis-server CPU µs / delivery', 'redis-server CPU µs / publish', 'failed publishes'],
       Object.entries(fm).map(([s, m]) => [REDIS_SUBJECTS[s], f.f2(m.p50), f.ratio(m.p50 / b?.p50), f.f2(m.p99), f.ratio(m.p99 / b?.p99), f.f1(m.max), f.pct(m.delivered),
-        f.f2(m.cpuUsPerDelivery), f.ratio(m.cpuUsPerDelivery / b?.cpuUsPerDelivery), f.f2(m.redisCpuUsPerDelivery), f.int(m.redisCpuUsPerPublish), f.int(m.failedPublishes)])), '')
+        f.f2(m.cpuUsPerDelivery), f.ratio(m.cpuUsPerDelivery / b?.cpuUsPerDelivery), f.f2(m.userUsPerDelivery), f.ratio(m.userUsPerDelivery / b?.userUsPerDelivery), f.f2(m.redisCpuUsPerDelivery), f.int(m.redisCpuUsPerPublish), f.int(m.failedPublishes)])), '')
   md.push('Redis calls per publish during the fan-out (INFO commandstats, commands run by the publish script included):', '')
   for (const [s, m] of Object.entries(fm)) md.push(`- ${REDIS_SUBJECTS[s]}: ${f.f2(m.commandsPerPublish)} (${m.calls})`)
   md.push('')

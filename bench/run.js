@@ -676,7 +676,8 @@ async function main () {
       log('  redis: SKIPPED: redis-server is not installed (apt-get install redis-server)')
     } else {
       const phases = args['redis-phases'] === undefined ? undefined : String(args['redis-phases']).split(',')
-      redis = await runRedis({ quick, runs: CONFIG.runs, phases, spawn, waitMessage, stop, startClient, log })
+      if (args.profile === true) mkdirSync(profDir, { recursive: true })
+      redis = await runRedis({ quick, runs: CONFIG.runs, phases, profDir: args.profile === true ? profDir : undefined, spawn, waitMessage, stop, startClient, log })
       results.redis = redis.raw
     }
   }
