@@ -218,6 +218,11 @@ async function slow ({ port, path }) {
   return {}
 }
 
+/** The offset of a hub id (`<t>-<o>`). */
+function offsetOf (id) {
+  return id === undefined ? -1 : Number(id.slice(id.indexOf('-') + 1))
+}
+
 /**
  * Resume storm. Every connection subscribes and takes the first `warm` events, remembering the
  * last id and event index it saw; on 'finish' all are dropped at once. While they are away the
@@ -225,15 +230,20 @@ async function slow ({ port, path }) {
  * and each is caught up when it has the event `head`. Exactness is checked per connection: each
  * event after its last seen one, once, in order.
  */
-async function storm ({ port, count, warm, timeoutMs, catchUpMs, readyOnHead }) {
+async function storm ({ port, resumePort = port, count, warm, timeoutMs, catchUpMs, readyOnHead, byOffset = false }) {
+  // byOffset (several publishers, whose events reach the topic in any order of their index): an
+  // event's place is the offset of its id (t-o, o = 1, 2, 3… per topic) instead of its index.
+  const place = byOffset ? (c) => offsetOf(c.lastId) : (c, i) => i
+  const warmLast = byOffset ? warm : warm - 1
   let warmed = 0
   let resolveWarm
   const allWarm = new Promise((resolve) => { resolveWarm = resolve })
   const seen = new Map() // connection -> last event index
   const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs, (c, t, now, i) => {
     if (i < 0) return
-    seen.set(c, i)
-    if (i === warm - 1 && ++warmed === count) resolveWarm()
+    const p = place(c, i)
+    seen.set(c, p)
+    if (p === warmLast && ++warmed === count) resolveWarm()
   }, { readyOnHead, index: true, ids: true })
   send({ type: 'ready', ready, failed })
   const { graceMs = 0 } = await command()
@@ -262,7 +272,7 @@ async function storm ({ port, count, warm, timeoutMs, catchUpMs, readyOnHead }) 
     let next = a.lastI + 1
     let ok = true
     let done = false
-    const c = open(port, '/sub', {
+    const c = open(resumePort, '/sub', {
       index: true,
       ids: true,
       lastEventId: a.lastId,
@@ -273,9 +283,10 @@ async function storm ({ port, count, warm, timeoutMs, catchUpMs, readyOnHead }) 
           return
         }
         if (i < 0 || done) return
-        if (i === next) next++
-        else if (i < next) { duplicates++; ok = false } else { gaps++; ok = false; next = i + 1 }
-        if (i >= head) {
+        const p = place(c, i)
+        if (p === next) next++
+        else if (p < next) { duplicates++; ok = false } else { gaps++; ok = false; next = p + 1 }
+        if (p >= head) {
           done = true
           times.push(now - t0)
           if (ok) exact++
@@ -310,7 +321,117 @@ async function storm ({ port, count, warm, timeoutMs, catchUpMs, readyOnHead }) 
   }
 }
 
-const modes = { stream, fan, idle, connect, slow, storm }
+/**
+ * Joins with a Last-Event-ID (the Redis benchmark's connects whose cursor is in the node's cache):
+ * `count` connections, each ready once it has the `expect` events replayed after `lastEventId`.
+ * They then stay subscribed until the parent's 'finish'.
+ */
+async function join ({ port, count, expect, lastEventId, timeoutMs }) {
+  const got = new Map()
+  let complete = 0
+  let resolveAll
+  const all = new Promise((resolve) => { resolveAll = resolve })
+  const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs, (c, t, now, i) => {
+    const k = (got.get(c) ?? 0) + 1
+    got.set(c, k)
+    if (k === expect && ++complete === count) resolveAll()
+  }, { readyOnHead: true, index: true, lastEventId })
+  if (ready === 0) resolveAll()
+  const limit = timeout(timeoutMs)
+  await Promise.race([all, limit.promise])
+  limit.cancel()
+  send({ type: 'ready', ready, failed, complete })
+  await command()
+  closeAll()
+  return { ready, failed, complete }
+}
+
+/**
+ * Exactness through an outage (the Redis restart): `count` subscriptions record every event index
+ * they get. On 'finish' the parent says which events were published (`expected`: the publishes
+ * that resolved); after a grace period for stragglers each connection is checked: an expected
+ * event never received is lost, one received twice a duplicate. Events received but not in
+ * `expected` (a publish that rejected yet was stored) are counted apart. Where frames carry hub
+ * ids, the topic's order is checked too: each frame's offset one past the one before (a gap, or
+ * an offset repeated or going back, counted).
+ */
+async function track ({ port, count, timeoutMs }) {
+  const seqs = new Map()
+  const resets = { n: 0 }
+  let want = null
+  const have = new Map()
+  let done = 0
+  let resolveAll = null
+  // The topic's own order, where frames carry hub ids (t-o): each offset one past the one before.
+  const offsets = { gaps: 0, repeats: 0 }
+  const lastO = new Map()
+  const { ready, failed } = await openMany(port, '/sub', count, 200, timeoutMs, (c, t, now, i) => {
+    if (c.lastEvent === 'sse-reset') { resets.n++; return }
+    if (i < 0) return
+    const o = offsetOf(c.lastId)
+    if (o >= 0) {
+      const prev = lastO.get(c)
+      if (prev !== undefined && o <= prev) offsets.repeats++
+      else if (prev !== undefined && o > prev + 1) offsets.gaps++
+      lastO.set(c, o)
+    }
+    let s = seqs.get(c)
+    if (s === undefined) seqs.set(c, s = [])
+    s.push(i)
+    // Once the parent said what to expect: done when every expected event is in.
+    if (want !== null && want.has(i)) {
+      const h = have.get(c) ?? new Set()
+      have.set(c, h)
+      if (!h.has(i)) {
+        h.add(i)
+        if (h.size === want.size && ++done === ready) resolveAll?.()
+      }
+    }
+  }, { readyOnHead: true, index: true, ids: true })
+  send({ type: 'ready', ready, failed })
+  const { graceMs = 0, expected = [] } = await command()
+  const wanted = new Set(expected)
+  for (const [c, s] of seqs) {
+    const h = new Set(s.filter((i) => wanted.has(i)))
+    have.set(c, h)
+    if (h.size === wanted.size) done++
+  }
+  want = wanted
+  if (done < ready) {
+    const limit = timeout(graceMs)
+    await Promise.race([new Promise((resolve) => { resolveAll = resolve }), limit.promise])
+    limit.cancel()
+  }
+  let alive = 0
+  for (const c of conns) if (!c.ended) alive++
+  closeAll()
+  const lostPer = []
+  let duplicates = 0
+  let unexpected = 0
+  let exact = 0
+  const all = [...seqs.values()]
+  let lostExample = []
+  const dupExample = []
+  for (let k = 0; k < ready; k++) {
+    // A connection that got no event at all has no entry: everything is lost for it.
+    const s = all[k] ?? []
+    const seen = new Set()
+    let dup = 0
+    for (const i of s) {
+      if (seen.has(i)) { dup++; if (dupExample.length < 10) dupExample.push(i) }
+      seen.add(i)
+      if (!wanted.has(i)) unexpected++
+    }
+    const missing = expected.filter((i) => !seen.has(i))
+    if (missing.length > lostExample.length) lostExample = missing.slice(0, 40)
+    lostPer.push(missing.length)
+    duplicates += dup
+    if (missing.length === 0 && dup === 0) exact++
+  }
+  return { ready, failed, alive, exact, lostPer, lostExample, dupExample, duplicates, offsetGaps: offsets.gaps, offsetRepeats: offsets.repeats, unexpected, resets: resets.n }
+}
+
+const modes = { stream, fan, idle, connect, slow, storm, join, track }
 
 process.on('message', (msg) => {
   if (msg.cmd === 'run') {

@@ -5,6 +5,9 @@
 //
 // Options: --runs=N  --subjects=a,b  --scenarios=throughput,fanout,idle,connect,slow,storm
 //          --only=a,b (subject and scenario names mixed: --only=idle,connect,fastify-sse-stream,fastify-floor)
+//          --only=redis (the Redis scenario alone, bench/redis.js: its own redis-server and subjects;
+//                     skipped with a notice when redis-server is not installed)
+//          --redis-phases=fanout,commands,restart (a part of it)
 //          --fanout-clients=N,M  --idle-clients=N  --connect-ms=N  --storm-clients=N
 //                     (override the counts of the chosen mode)
 //          --profile  (fastify-sse-stream servers run with --cpu-prof into bench/out/prof/)
@@ -19,6 +22,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { median, percentile, concatSorted } from './lib/stats.js'
+import { runRedis, redisAvailable } from './redis.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const outDir = path.join(here, 'out')
@@ -87,7 +91,7 @@ if (args['fanout-clients'] !== undefined) CONFIG.fanout.clients = String(args['f
 if (args['idle-clients'] !== undefined) CONFIG.idle.clients = Number(args['idle-clients'])
 if (args['connect-ms'] !== undefined) CONFIG.connect.durationMs = Number(args['connect-ms'])
 if (args['storm-clients'] !== undefined) CONFIG.storm.clients = Number(args['storm-clients'])
-const ALL_SCENARIOS = ['throughput', 'fanout', 'idle', 'connect', 'slow', 'storm']
+const ALL_SCENARIOS = ['throughput', 'fanout', 'idle', 'connect', 'slow', 'storm', 'redis']
 const takesPart = (subject, scenario) => (PHASES[subject] ?? ['throughput', 'fanout', 'idle', 'connect', 'slow']).includes(scenario)
 // --only takes subject and scenario names in one list; --subjects and --scenarios still work.
 const only = args.only === undefined ? [] : String(args.only).split(',')
@@ -641,6 +645,7 @@ async function main () {
   // plan: [scenario key, count, fn]
   const plan = []
   for (const s of scenarios) {
+    if (s === 'redis') continue // its own subjects and servers: run after the others, below
     if (s === 'fanout') for (const count of fanCounts) plan.push(['fanout', count, (subject) => fanout(subject, count)])
     else plan.push([s, undefined, { throughput, idle, connect, slow, storm }[s]])
   }
@@ -668,6 +673,18 @@ async function main () {
     ;(results[key] ??= []).push({ count, runs, medians: med })
   }
 
+  let redis = null
+  if (scenarios.includes('redis')) {
+    if (!redisAvailable()) {
+      log('  redis: SKIPPED: redis-server is not installed (apt-get install redis-server)')
+    } else {
+      const phases = args['redis-phases'] === undefined ? undefined : String(args['redis-phases']).split(',')
+      if (args.profile === true) mkdirSync(profDir, { recursive: true })
+      redis = await runRedis({ quick, runs: CONFIG.runs, phases, profDir: args.profile === true ? profDir : undefined, spawn, waitMessage, stop, startClient, log })
+      results.redis = redis.raw
+    }
+  }
+
   const md = [
     `## Results (${quick ? 'quick smoke run, not comparable' : `medians of ${CONFIG.runs} runs`})`,
     '',
@@ -675,13 +692,16 @@ async function main () {
     ''
   ]
   for (const [key, entries] of Object.entries(results)) {
+    if (key === 'redis') continue
     for (const entry of entries) {
       const [title, columns] = TABLES[key](entry.count)
       md.push(title, '', table(entry.medians, columns), '')
     }
   }
+  if (redis !== null) md.push(redis.markdown, '')
   const t = targets(results)
   if (t.length > 0) md.push('### Targets (issues 5, 10 and 13)', '', ...t, '')
+  if (redis !== null && redis.targets.length > 0) md.push('### Targets (issue 11: Redis)', '', ...redis.targets, '')
   md.push(`Run time ${((Date.now() - started) / 1000).toFixed(0)} s.`)
   const text = md.join('\n')
   process.stdout.write(text + '\n')

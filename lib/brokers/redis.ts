@@ -171,6 +171,8 @@ export class RedisBroker implements HubBroker {
   private readonly watched = new Map<string, Watched>()
   private readonly byKey = new Map<string, Watched>()
   private readonly syncs = new Map<string, Promise<void>>()
+  // Commands waiting for the user's client to be ready (see whenReady), or null when none is.
+  private waiting: Set<() => void> | null = null
   private reader: RedisClient | null = null
   private running: Promise<void> | null = null
   private wakeId = '0-0'
@@ -248,13 +250,32 @@ export class RedisBroker implements HubBroker {
         })
       }
       const timer = setTimeout(() => {
-        client.off('ready', onReady)
+        this.waiting?.delete(onReady)
         reject(new TimeoutError(sent ? `Redis did not answer within ${this.timeout} ms` : `Redis was not reachable within ${this.timeout} ms`))
       }, this.timeout)
       const status = client.status
       if (status === undefined || status === 'ready' || status === 'wait') onReady()
-      else client.once('ready', onReady)
+      else this.whenReady(onReady)
     })
+  }
+
+  /**
+   * Runs `fn` once the user's client is ready. Every command waiting shares one 'ready' listener:
+   * a burst of publishes during an outage adds one listener to the user's client, not one each
+   * (past ten, Node would warn of a leak).
+   */
+  private whenReady (fn: () => void): void {
+    let waiting = this.waiting
+    if (waiting === null) {
+      const set = new Set<() => void>()
+      waiting = set
+      this.waiting = set
+      this.client.once('ready', () => {
+        this.waiting = null
+        for (const run of set) run()
+      })
+    }
+    waiting.add(fn)
   }
 
   private script (target: RedisClient, script: Script, keys: string[], args: Array<string | Buffer | number>): Promise<unknown> {
