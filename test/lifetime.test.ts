@@ -105,26 +105,28 @@ t.test('never in the middle of a frame: a full socket waits for its drain', asyn
   const big = 'x'.repeat(256 * 1024)
   const logs = captureLogs()
   const instance = Fastify({ logger: { level: 'info', stream: logs.stream } })
-  await instance.register(sse, { heartbeat: false, writeTimeout: false, maxAge: 100, expiryRetry: [1000, 1000] })
-  let pulled = 0
-  instance.get('/', (_req, reply) => reply.sse(async function * () {
-    while (true) {
-      pulled++
-      yield { data: big }
-    }
-  }))
+  // An age long enough for the socket to fill first, even on a loaded machine.
+  await instance.register(sse, { heartbeat: false, writeTimeout: false, maxAge: 1000, expiryRetry: [1000, 1000] })
+  let server: import('node:net').Socket | undefined
+  instance.get('/', (req, reply) => {
+    server = req.raw.socket
+    return reply.sse(async function * () {
+      while (true) yield { data: big }
+    })
+  })
   const url = await listen(instance)
   t.teardown(async () => {
     instance.server.closeAllConnections()
     await instance.close()
   })
   const socket = await silentClient(url + '/')
-  // The socket fills, and the age passes while it is full: the stream waits.
-  while (pulled < 3) await new Promise((resolve) => setImmediate(resolve))
+  // The socket fills (the client reads nothing), and the age passes while it is full: the stream waits.
+  for (let i = 0; i < 5000 && server?.writableNeedDrain !== true; i++) await new Promise((resolve) => setImmediate(resolve))
+  t.ok(server!.writableNeedDrain, 'the socket is full')
   const ended = closes(1)
   let seen = false
   void ended.then(() => { seen = true })
-  await new Promise((resolve) => setTimeout(resolve, 300)) // the age is over; the socket is still full
+  await new Promise((resolve) => setTimeout(resolve, 1100)) // the age is over; the socket is still full
   t.notOk(seen, 'not ended while the socket is full')
   let text = ''
   socket.setEncoding('latin1')
