@@ -9,8 +9,9 @@ import sse from '../../index.js'
 import { type RedisBroker, redisBroker } from '../../lib/brokers/redis.js'
 import { type Node, startNode } from '../helpers/redis-cluster.js'
 import { type RedisServer, client, redisAvailable, startRedis } from '../helpers/redis.js'
-import { type Frame, parseFrames } from '../helpers/hub.js'
-import { within } from '../helpers/http.js'
+import { type Frame, SseReader, parseFrames } from '../helpers/hub.js'
+import { listen, within } from '../helpers/http.js'
+import { seedRoutes } from '../../examples/demo.js'
 
 interface Read { status: number, frames: Frame[] }
 
@@ -175,4 +176,32 @@ t.test('an app that closes while its claim is out starts nothing', redisAvailabl
   t.equal(calls, 0, 'granted after the close: the work did not start')
   t.equal(await c.get('sse:{closing}:p') === null, false, 'the claim was taken')
   await t.rejects(broker.claim('after'), /closed/, 'a closed broker takes no claim')
+})
+
+t.test('the demo\'s seed stream, started on one instance, resumes on another', redisAvailable(), async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const starts: string[] = []
+  const urls = await Promise.all([0, 1].map(async () => {
+    const c = client(redis)
+    const app = Fastify()
+    await app.register(sse, { hub: { broker: redisBroker({ client: c, block: 300, grace: 300 }) } })
+    await app.register(seedRoutes, { interval: 60, retry: 1000, onStart: (key: string) => starts.push(key) })
+    t.teardown(async () => {
+      app.server.closeAllConnections()
+      await app.close()
+      c.disconnect()
+    })
+    return listen(app)
+  }))
+  const first = new SseReader(`${urls[0]!}/sse/seed-1`, { method: 'POST' })
+  await first.waitFor((f) => f.length >= 2, 5000, 'two events on A')
+  first.destroy()
+  const id = first.frames[1]!.id!
+  // The resume URL on the other instance, with the id of the last event read.
+  const rest = new SseReader(`${urls[1]!}/sse/seed-1`, { lastEventId: id })
+  await within(rest.closed, 5000, 'the rest of the stream on B')
+  t.same(rest.frames.map((f) => f.id!.split('-')[1]), ['3', '4', '5', '6'])
+  t.equal(rest.frames.at(-1)!.event, 'end')
+  t.same(starts, ['seed-1'], 'the work ran once')
 })
