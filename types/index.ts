@@ -222,6 +222,9 @@ export interface SseHub {
    * Runs a producer into `topic`, independently of any connection, and ends the topic with a
    * marker that ends its subscribers' streams cleanly. One per topic: a second call while one
    * runs, or while a finished one's history is held, starts nothing and settles with the first.
+   * With a broker shared by several processes (Redis), one across them: a call that another
+   * process won, or that finds the topic's events in the broker, starts nothing and resolves at
+   * once; one the broker cannot answer rejects with FST_ERR_SSE_BROKER and starts nothing.
    */
   pipe(topic: string, source: SsePipeSource): Promise<void>
   /**

@@ -75,3 +75,16 @@ for i = 1, #ARGV do
 end
 return out
 `)
+
+/**
+ * Claim a topic's producer: KEYS: stream, claim. ARGV: this process's id, the claim's ttl in ms.
+ * 1 when the claim is this process's (taken now, or already, as when a claim's answer was lost and
+ * the call is repeated); 0 when another process holds it, or when the stream holds events (the
+ * topic was produced, or is being produced: a producer never runs twice into one history).
+ */
+export const CLAIM = script(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
+return 0
+`)

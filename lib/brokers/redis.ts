@@ -5,7 +5,7 @@ import { FST_ERR_SSE_INVALID_OPTION, describe } from '../errors.js'
 import type { BrokerHost, BrokerRecord, HubBroker } from '../hub/broker.js'
 import type { Stored } from '../hub/log.js'
 import { ORIGIN, type Position, formatPosition } from '../hub/position.js'
-import { PROBE, PUBLISH, type Script } from './redis-scripts.js'
+import { CLAIM, PROBE, PUBLISH, type Script } from './redis-scripts.js'
 
 /**
  * The part of an ioredis (or iovalkey) client the broker uses. Typed here, not imported: the
@@ -168,6 +168,8 @@ export class RedisBroker implements HubBroker {
   private readonly grace: number
   private readonly timeout: number
   private readonly wakeKey: string
+  /** This broker's id in the claims of the producers it runs. */
+  private readonly id = randomBytes(12).toString('base64url')
   private readonly watched = new Map<string, Watched>()
   private readonly byKey = new Map<string, Watched>()
   private readonly syncs = new Map<string, Promise<void>>()
@@ -215,7 +217,7 @@ export class RedisBroker implements HubBroker {
 
   /**
    * A topic's keys start `<prefix>{<topic>}` (or `{<prefix>}<topic>}`, one slot for all), then
-   * `:s` (its stream), `:m` (its head) or `:r:<key>` (an idempotency key). Neither a prefix nor an
+   * `:s` (its stream), `:m` (its head), `:p` (its producer's claim) or `:r:<key>` (an idempotency key). Neither a prefix nor an
    * idempotency key holds a brace, so no two topics' keys meet.
    */
   private base (topic: string): string {
@@ -296,6 +298,19 @@ export class RedisBroker implements HubBroker {
     const args = [record.body, event, record.end === true ? '1' : '0', this.maxLen, this.maxAge, this.ttl, this.metaTtl, this.idempotencyTtl]
     this.stats.publishes++
     return this.command(() => this.script(this.client, PUBLISH, keys, args)).then((id) => parseEntryId(String(id)))
+  }
+
+  /**
+   * Takes the claim on `topic`'s producer for this process, unless another process holds it or the
+   * topic's stream holds events: one script (`SET <prefix>{topic}:p <id> NX PX <ttl>`, after an
+   * `EXISTS` of the stream). The claim lives for the stream's `ttl`, and is never renewed or
+   * released: a producer that publishes keeps the stream alive (`ttl` after its last event, the end
+   * marker included), and the stream's events refuse every later claim while it lives.
+   */
+  claim (topic: string): Promise<boolean> {
+    if (this.closed) return Promise.reject(new Error('the Redis broker is closed'))
+    const base = this.base(topic)
+    return this.command(() => this.script(this.client, CLAIM, [base + ':s', base + ':p'], [this.id, this.ttl])).then((won) => won === 1)
   }
 
   /**

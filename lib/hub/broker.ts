@@ -61,6 +61,14 @@ export interface HubBroker {
    * reach it keeps trying, and new subscribers wait.
    */
   sync? (topic: string, count: number): Promise<void>
+  /**
+   * Optional, for brokers shared by several processes: may this process start `topic`'s producer
+   * (`app.sse.pipe()`)? Resolves true for at most one process per topic, atomically, and false when
+   * another process holds the topic's claim or the broker already holds events of the topic (it was
+   * produced, or is being produced, elsewhere). Rejects when the broker cannot answer: the hub then
+   * starts nothing. Without it (the memory broker), the hub's own map of running producers serves.
+   */
+  claim? (topic: string): Promise<boolean>
 }
 
 /** The default broker: this process only. The hub's own bounded logs are its storage. */

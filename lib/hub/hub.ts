@@ -282,7 +282,11 @@ export class Hub implements BrokerHost, SubscriberHost {
    * Runs a producer into a topic, independently of any connection: it runs to its end even when
    * every client has gone, and ends with a marker that ends its subscribers' streams cleanly.
    * One producer per topic: while one runs, or while a finished one's history is held, a second
-   * call starts nothing (a source function is not even called) and settles with the first.
+   * call starts nothing (a source function is not even called) and settles with the first. With a
+   * broker shared by several processes (one with `claim`), the work starts only once the broker
+   * grants this process the topic: a call that another process won, or that finds the topic's
+   * events in the broker, starts nothing and resolves at once; one the broker cannot answer rejects
+   * with FST_ERR_SSE_BROKER, and starts nothing either.
    */
   pipe (topic: string, source: PipeSource | ((signal: AbortSignal) => PipeSource | Promise<PipeSource>)): Promise<void> {
     try {
@@ -294,14 +298,28 @@ export class Hub implements BrokerHost, SubscriberHost {
     const running = this.pipes.get(topic)
     if (running !== undefined) return running
     if (this.topics.get(topic)?.ended === true) return Promise.resolve()
-    const run = this.run(topic, source)
+    const run = this.broker.claim === undefined ? this.run(topic, source) : this.claimed(topic, source)
     this.pipes.set(topic, run)
-    void run.finally(() => {
+    const done = (): void => {
       this.pipes.delete(topic)
       const log = this.topics.get(topic)
       if (log !== undefined) this.free(log)
-    })
+    }
+    // A claim the broker could not answer rejects: the caller is told, through `run`.
+    void run.then(done, done)
     return run
+  }
+
+  /** Runs the producer once the broker grants this process the topic. */
+  private async claimed (topic: string, source: PipeSource | ((signal: AbortSignal) => PipeSource | Promise<PipeSource>)): Promise<void> {
+    let mine: boolean
+    try {
+      mine = await this.broker.claim!(topic)
+    } catch (error) {
+      throw new FST_ERR_SSE_BROKER({ cause: error })
+    }
+    // An app that closed while the broker answered starts nothing.
+    if (mine && !this.closed) await this.run(topic, source)
   }
 
   private async run (topic: string, source: PipeSource | ((signal: AbortSignal) => PipeSource | Promise<PipeSource>)): Promise<void> {

@@ -9,6 +9,8 @@ export interface Node {
   readonly port: number
   readonly child: ChildProcess
   publish (topic: string, data: unknown): Promise<string>
+  /** `app.sse.pipe()` of `count` events, `interval` ms apart (runs counted in the list `runs:<topic>`); settles with it. */
+  pipe (topic: string, count: number, interval: number): Promise<void>
   stats (): Promise<Record<string, number>>
   memory (): Promise<number>
   close (): Promise<void>
@@ -41,6 +43,7 @@ export async function startNode (redisPort: number, options: { broker?: Record<s
     port,
     child,
     publish: (topic, data) => ask({ cmd: 'publish', topic, data }) as Promise<string>,
+    pipe: async (topic, count, interval) => { await ask({ cmd: 'pipe', topic, count, interval }) },
     stats: () => ask({ cmd: 'stats' }) as Promise<Record<string, number>>,
     memory: () => ask({ cmd: 'memory' }) as Promise<number>,
     async close () {
