@@ -5,6 +5,10 @@ import { type Node, Reader, startNode } from '../helpers/redis-cluster.js'
 import { type RedisServer, redisAvailable, startRedis } from '../helpers/redis.js'
 import { seededRandom } from '../helpers/random.js'
 
+// Three node processes, a randomized run and 1,000 cycles: about 35 s alone on 2 cores, more when
+// the machine is busy; the file gets more than the suite's 60 s.
+t.setTimeout(180_000)
+
 t.test('cross-node', redisAvailable(), async (t) => {
   const redis: RedisServer = await startRedis()
   t.teardown(() => redis.stop())
