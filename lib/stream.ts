@@ -352,8 +352,8 @@ export class SseStream {
 
   /** The socket is full: arm the write deadline, unless it runs already. */
   private pressed (): void {
-    // Not reproducible on demand (reached or not by timing: whether a write finds the socket already full).
-    /* c8 ignore next */
+    // Already full (a frame written right after the one that filled it: a subscription's priming id
+    // after its long comment): one deadline, and one listener for a response still without socket.
     if (this.backpressured) return
     this.backpressured = true
     if (this.options.writeTimeout === 0) return
