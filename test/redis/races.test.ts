@@ -45,11 +45,12 @@ t.test('races', redisAvailable(), async (t) => {
     })
     /** The reader's Redis client id, once it is blocked in its XREAD (the topics it reads are set). */
     async function blockedReader (): Promise<string> {
-      for (let i = 0; i < 400; i++) {
+      // Nothing tells when a command is blocked in Redis: CLIENT LIST is asked, for 10 s at most.
+      for (let i = 0; i < 2000; i++) {
         const list = await admin.client('LIST') as string
         const line = list.split('\n').find((l) => l.includes(` name=${readerName} `) && l.includes(' cmd=xread') && / flags=\S*b/.test(l))
         if (line !== undefined) return /(?:^| )id=(\d+)/.exec(line)![1]!
-        await new Promise((resolve) => setImmediate(resolve))
+        await new Promise((resolve) => setTimeout(resolve, 5))
       }
       throw new Error('the reader never blocked in XREAD')
     }

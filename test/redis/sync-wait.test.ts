@@ -10,9 +10,10 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import sse from '../../index.js'
 import { type RedisBroker, type RedisClient, redisBroker } from '../../lib/brokers/redis.js'
 import { SYNC_WAIT } from '../../lib/reply.js'
+import { Reader } from '../helpers/redis-cluster.js'
 import { type RedisServer, client, redisAvailable, startRedis } from '../helpers/redis.js'
 
-interface Node { app: FastifyInstance, broker: RedisBroker, redis: RedisServer, warnings: string[], url: string }
+interface Node { app: FastifyInstance, broker: RedisBroker, redis: RedisServer, warnings: string[], port: number, url: string }
 
 async function node (t: Test, routes: (app: FastifyInstance) => void): Promise<Node> {
   const redis = await startRedis()
@@ -30,7 +31,8 @@ async function node (t: Test, routes: (app: FastifyInstance) => void): Promise<N
     await app.close()
     c.disconnect()
   })
-  return { app, broker, redis, warnings, url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}/s` }
+  const port = (app.server.address() as { port: number }).port
+  return { app, broker, redis, warnings, port, url: `http://127.0.0.1:${port}/s` }
 }
 
 function deferred (): { promise: Promise<void>, resolve: () => void } {
@@ -121,5 +123,24 @@ t.test('the subscription\'s wait', redisAvailable(), async (t) => {
     await done
     t.same(app.sse.stats().streams.byTopic, {}, 'no subscriber')
     t.equal(broker.stats.connects, 0, 'the topic was never watched')
+  })
+
+  t.test('a stream that opened while the broker synced, for a client whose id was refused, starts with a reset once the sync is done', async (t) => {
+    const { app, redis, port } = await node(t, (app) => {
+      app.get('/s', (request, reply) => reply.sseSubscribe((request.query as { topics: string }).topics))
+    })
+    redis.signal('SIGSTOP')
+    const reader = new Reader('refused-id')
+    // Longer than lastEventIdMaxLength: the plugin refuses it, and the hub is told so.
+    reader.lastEventId = 'x'.repeat(2000)
+    // Resolves with the response's head: the wait ran out, the stream opened, the sync goes on.
+    await reader.connect(port)
+    redis.signal('SIGCONT')
+    await reader.until((f) => f.length === 1)
+    t.match(reader.resets, [{ topic: 'refused-id', reason: 'unknown' }], 'the refused id is told')
+    await app.sse.publish('refused-id', { data: 'live' })
+    await reader.until((f) => f.length === 2)
+    t.same(reader.values, ['live'])
+    await reader.disconnect()
   })
 })
