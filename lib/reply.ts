@@ -24,7 +24,7 @@ function createStream (state: PluginState, reply: FastifyReply, callOptions: Sse
 }
 
 // How long a new subscription's response waits for a shared broker before it opens anyway.
-const SYNC_WAIT = 1000
+export const SYNC_WAIT = 1000
 
 function checkTopics (topics: unknown): string[] {
   const names = typeof topics === 'string' ? [topics] : topics
@@ -152,9 +152,8 @@ export function replyDecorators (state: PluginState): {
     let opened = false
     let failure: { error: unknown } | undefined
     const timer = setTimeout(() => {
-      // Races of a shared broker's sync with a shutdown or a refusal: not reproducible on demand.
-      /* c8 ignore next */
-      if (state.closing || wasRefused(reply)) return
+      // Shutdown has begun (as it has for a refused reply): no stream opens now. Once the sync is\n      // done, begin() answers 503, unless shutdown has answered it already.
+      if (state.closing) return
       try {
         beforeOpen(reply, () => open())
         opened = true
@@ -176,12 +175,11 @@ export function replyDecorators (state: PluginState): {
     }
 
     function begin (opened: boolean): Promise<void> {
-      /* c8 ignore next */
+      // Shutdown answered this reply (an `sse: true` handler that did not wait for it) meanwhile.
       if (wasRefused(reply)) return Promise.resolve()
       let start: Start
       if (opened) {
-        // The client left, or sent an id, while the broker synced: races as well.
-        /* c8 ignore next 2 */
+        // The client left while the broker synced: nothing to subscribe.
         if (stream.closed) return stream.done
         start = hub.start(names, lastEventId, lastEventId === undefined && refusedId(reply, stream), subscription.from, subscription.maxReplay)
         if (start.over) {

@@ -282,8 +282,8 @@ export class RedisBroker implements HubBroker {
 
   private script (target: RedisClient, script: Script, keys: string[], args: Array<string | Buffer | number>): Promise<unknown> {
     return target.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-      // Not reproducible on demand: a script error other than NOSCRIPT: Redis answers those from the script's own commands, which the tests reach through EVALSHA (WRONGTYPE), not here.
-      /* c8 ignore next */
+      // Only NOSCRIPT is answered by sending the script itself; any other error (a command of the
+      // script failing: WRONGTYPE, say) is the caller's, and the script is not run twice.
       if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
       return target.eval(script.source, keys.length, ...keys, ...args)
     })
@@ -346,16 +346,16 @@ export class RedisBroker implements HubBroker {
   private emit (topic: string, entries: Stored[]): void {
     const head = this.host!.head(topic)
     let i = 0
-    // Not reproducible on demand: entries this process already delivered, met again when a sync and the reader race after a reconnect.
-    /* c8 ignore next 2 */
+    // Entries held already: a sync (for a client ahead of this process) delivered them before the
+    // reader read them.
     while (i < entries.length && !after(entries[i]!, head)) i++
     if (i < entries.length) this.host!.deliver(topic, i === 0 ? entries : entries.slice(i))
   }
 
   watch (topic: string, from: Position): void {
-    // Not reproducible on demand: a topic watched twice, or after close: guards against races of the hub's watch calls.
-    /* c8 ignore next */
-    if (this.closed || this.watched.has(topic)) return
+    // Once per topic (the hub's calls never repeat one; a repeat changes nothing). After close() a
+    // watch only fills a map that no reader reads any more.
+    if (this.watched.has(topic)) return
     const base = this.base(topic)
     const watched: Watched = { topic, stream: base + ':s', meta: base + ':m', last: formatPosition(from) }
     this.watched.set(topic, watched)
@@ -366,8 +366,7 @@ export class RedisBroker implements HubBroker {
 
   unwatch (topic: string): void {
     const watched = this.watched.get(topic)
-    // Not reproducible on demand: an unwatch of a topic no longer watched: the same race.
-    /* c8 ignore next */
+    // Not watched: nothing to do (the hub never asks so; a repeat changes nothing).
     if (watched === undefined) return
     this.watched.delete(topic)
     this.byKey.delete(watched.stream)
@@ -517,8 +516,8 @@ export class RedisBroker implements HubBroker {
         const [t, o, here] = rows[j]!
         const head = { t: Number(t), o: Number(o) }
         const last = parseEntryId(w.last)
-        // Not reproducible on demand: the probe after a reconnect: which of these holds depends on what Redis kept, a race with the restart.
-        /* c8 ignore next 9 */
+        // The same history: nothing read yet, the last event read still there, or the head still at
+        // it (its stream expired, its head kept).
         if (last.o === 0 || here === 1 || (head.o === last.o && head.t === last.t)) return
         this.stats.losses++
         this.warn('Redis lost part of a topic\'s history; its subscribers are told', { topic: w.topic, last: w.last, head: formatPosition(head) })
@@ -533,8 +532,7 @@ export class RedisBroker implements HubBroker {
   }
 
   async close (): Promise<void> {
-    // Not reproducible on demand: a second close.
-    /* c8 ignore next */
+    // A second close does nothing.
     if (this.closed) return
     this.closed = true
     this.idle?.()
