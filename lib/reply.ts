@@ -152,7 +152,8 @@ export function replyDecorators (state: PluginState): {
     let opened = false
     let failure: { error: unknown } | undefined
     const timer = setTimeout(() => {
-      // Shutdown has begun (as it has for a refused reply): no stream opens now. Once the sync is\n      // done, begin() answers 503, unless shutdown has answered it already.
+      // Shutdown has begun (as it has for a refused reply): no stream opens now. Once the sync is
+      // done, begin() answers 503, unless shutdown has answered it already.
       if (state.closing) return
       try {
         beforeOpen(reply, () => open())
