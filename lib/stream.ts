@@ -434,7 +434,9 @@ export class SseStream {
    */
   writeShared (frames: Buffer, chunk: Buffer, events: number): boolean {
     const socket = this.chunked
-    if (socket === null || frames.length > PIECE || this.rest.length !== 0) return this.writeFrames(frames, events)
+    // (Never while a large frame's rest waits: the socket is full then, and a subscriber writes
+    // only once it drains.)
+    if (socket === null || frames.length > PIECE) return this.writeFrames(frames, events)
     this.events += events
     this.writes++
     this.lastWrite = Math.floor(performance.now())
