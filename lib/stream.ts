@@ -85,25 +85,35 @@ function onResponseSocket (this: Carrier): void {
 }
 function stall (stream: SseStream): void { stream.stall() }
 function uncork (socket: Socket): void { socket.uncork() }
-function endShutdown (stream: SseStream): void { stream.close('shutdown') }
 
-// How long a shutdown waits for what an ended stream wrote to leave its socket.
+// How long a shutdown waits for what the ended streams wrote to leave their sockets.
 const FLUSH_LIMIT = 1000
 
+function over (res: ServerResponse): boolean {
+  return res.writableFinished || responseClosed(res)
+}
+
 /**
- * Settles once `res` is over: its data has left (or its connection is gone), or after FLUSH_LIMIT
- * ms, when a peer that reads nothing is dropped. server.close() destroys every connection whose
- * response has ended (`finished`, set by end() before anything is flushed), which would cut
- * whatever still sits in the socket's buffer: the farewell, and always the `retry:` line.
+ * Settles once the response of every stream in `streams` is over: its data has left (or its
+ * connection is gone); responses still open FLUSH_LIMIT ms from now are destroyed, so that a peer
+ * that reads nothing is dropped. server.close() destroys every connection whose response has
+ * ended (`finished`, set by end() before anything is flushed), which would cut whatever still
+ * sits in the socket's buffer: the farewell, and always the `retry:` line. One timer and one
+ * listener function for them all, however many streams a shutdown ends.
  */
-function flushed (res: ServerResponse): Promise<void> {
-  if (res.writableFinished || responseClosed(res)) return Promise.resolve()
+export function flushed (streams: readonly SseStream[]): Promise<void> {
+  const open: ServerResponse[] = []
+  for (const stream of streams) if (!over(stream.res)) open.push(stream.res)
+  if (open.length === 0) return Promise.resolve()
   return new Promise((resolve) => {
-    const timer = setTimeout(() => res.destroy(), FLUSH_LIMIT)
-    res.once('close', () => {
+    let left = open.length
+    const timer = setTimeout(() => { for (const res of open) if (!responseClosed(res)) res.destroy() }, FLUSH_LIMIT)
+    const one = (): void => {
+      if (--left !== 0) return
       clearTimeout(timer)
       resolve()
-    })
+    }
+    for (const res of open) res.once('close', one)
   })
 }
 
@@ -171,12 +181,11 @@ export class SseStream {
   // Whether a drain came since the write deadline was armed or last looked.
   private progressed = false
   private deadlineTimer: NodeJS.Timeout | undefined
-  private graceTimer: NodeJS.Timeout | undefined
   private socket: Socket | null = null
   // Made on first use, like the controller: a sink's `done` is often never read.
   private donePromise: Promise<void> | null = null
   private resolveDone: (() => void) | null = null
-  private readonly res: ServerResponse
+  readonly res: ServerResponse
   /** The request's logger: the stream holds neither the request nor the reply once open. */
   readonly log: FastifyBaseLogger
   /** The route's URL as declared, for the stats and the diagnostics channels. */
@@ -414,19 +423,24 @@ export class SseStream {
   }
 
 
-  /** Server shutdown: abort the signal, give the source its grace period, then end. */
-  shutdown (): Promise<void> {
-    if (this.state === OPEN) {
-      this.state = DRAINING
-      // Armed before the abort: its listeners run at once and may end the stream (a sink's
-      // farewell and end()), and close() must find the timer to clear it.
-      const grace = this.options.shutdownGrace
-      if (grace > 0) this.graceTimer = setTimeout(endShutdown, grace, this)
-      this.abort('shutdown')
-      if (grace === 0) this.close('shutdown')
-      else this.producer?.[kShutdown]?.()
-    }
-    return this.done.then(() => flushed(this.res))
+  /** Whether anything has read the stream's signal: only then can it learn of an end to come. */
+  get signalRead (): boolean {
+    return this.controller !== null
+  }
+
+  /**
+   * Server shutdown: aborts the signal, and ends the stream at once unless its producer may still
+   * send a farewell (see PluginState.shutdown(), which ends the others when their grace period is
+   * over). Returns whether the stream is still open, waiting out its grace period.
+   */
+  shutdown (): boolean {
+    if (this.state !== OPEN) return false
+    this.state = DRAINING
+    // Its listeners run at once and may end the stream (a sink's farewell and end()).
+    this.abort('shutdown')
+    if (this.options.shutdownGrace === 0) this.close('shutdown')
+    else this.producer?.[kShutdown]?.()
+    return this.state === DRAINING
   }
 
   /** Ends the stream once, for `reason`: stops timers, drops listeners, releases the producer. */
@@ -437,7 +451,6 @@ export class SseStream {
     // Once shutdown has begun, that is why the stream ends, whatever ends it first.
     if (this.abortedFor === 'shutdown') reason = 'shutdown'
     clearTimeout(this.deadlineTimer)
-    clearTimeout(this.graceTimer)
     const { res, socket } = this
     res.off('close', onConnectionClose)
     res.off('drain', onResponseDrain)
@@ -480,7 +493,10 @@ export class SseStream {
         res.write(line)
         this.bytes += line.length
       }
-      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.end())
+      // At shutdown the connection goes once the response has left: destroySoon() ends the socket
+      // and closes it as soon as its data is written, as Node does after a `Connection: close`
+      // response, so that closing the server waits on no client's FIN.
+      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.destroySoon())
       res.end()
     }
     // The error listener stays: a late socket error must not become an uncaught exception.
