@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import type { SseCloseReason, SseContext } from '../types/index.js'
 import { channels } from './diagnostics.js'
 import { encodeEvent } from './encoder.js'
@@ -53,9 +54,9 @@ function cacheControl (value: OutgoingHttpHeaders[string]): string {
 function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean): OutgoingHttpHeaders {
   const headers = reply.getHeaders() as OutgoingHttpHeaders
   // A stream has no length, and it is never compressed: a compressor would hold events back.
-  delete headers['content-length']
-  delete headers['content-encoding']
-  delete headers['transfer-encoding']
+  if (headers['content-length'] !== undefined) delete headers['content-length']
+  if (headers['content-encoding'] !== undefined) delete headers['content-encoding']
+  if (headers['transfer-encoding'] !== undefined) delete headers['transfer-encoding']
   // Exactly this value: fetch-event-source's documented onopen check compares it with ===.
   headers['content-type'] = 'text/event-stream'
   headers['cache-control'] = cacheControl(headers['cache-control'])
@@ -84,7 +85,11 @@ function onResponseSocket (this: Carrier): void {
   this[kStream]!.armDeadline()
 }
 function stall (stream: SseStream): void { stream.stall() }
-function uncork (socket: Socket): void { socket.uncork() }
+// The end of the turn in which a stream opened: its opening lines go out now if no frame took them.
+function uncork (socket: Socket & Carrier): void {
+  socket[kStream]?.flushOpening()
+  socket.uncork()
+}
 
 // How long a shutdown waits for what the ended streams wrote to leave their sockets.
 const FLUSH_LIMIT = 1000
@@ -171,7 +176,9 @@ export class SseStream {
   private state = OPEN
   /** Bytes written (the head not included). */
   bytes = 0
-  private writes = 0
+  // The opening lines, held until the first frame written in the turn the stream opens, which
+  // carries them in the same chunk (one write less per stream), or until the end of that turn.
+  private opening = ''
   // Whole ms of performance.now(): small integers, which a field holds without a heap number.
   private lastWrite = 0
   private started = 0
@@ -301,7 +308,15 @@ export class SseStream {
     // for `: ping\n\n`). The heartbeat interval is advertised as a comment, which EventSource
     // ignores, so that a client can tell a stale connection (`fastify-sse-stream/client` does).
     // None for a bodiless response: the log line would count bytes that never went out.
-    if (options.opening !== '' && !bodiless) this.write(options.opening)
+    if (options.opening !== '' && !bodiless) {
+      if (this.socket === null) {
+        this.write(options.opening)
+      } else {
+        this.opening = options.opening
+        // ASCII: as many bytes as characters. Written, as far as the counts and the heartbeat go.
+        this.bytes += options.opening.length
+      }
+    }
     if (options.heartbeat > 0) plugin.scheduler.watch(options.heartbeat)
     const { maxAge, expiresAt } = options
     if (maxAge > 0) {
@@ -331,14 +346,26 @@ export class SseStream {
    * when the socket is full: wait for `whenDrained()`.
    */
   write (frame: string | Buffer): boolean {
-    this.writes++
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval.
     this.lastWrite = Math.floor(performance.now())
     this.bytes += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
     // Nothing writes while the rest of a large frame waits (see PIECE): that rest leaves the socket
     // full, every producer waits for the drain that sends it, and a heartbeat skips a full socket.
+    if (this.opening !== '') {
+      const opening = this.opening
+      this.opening = ''
+      if (typeof frame === 'string') return this.send(opening + frame)
+      this.res.write(opening)
+    }
     return this.send(frame)
+  }
+
+  /** Writes the opening lines if no frame has taken them yet (see open()). */
+  flushOpening (): void {
+    if (this.opening === '') return
+    this.res.write(this.opening)
+    this.opening = ''
   }
 
   /** Hands `text` to the response, in pieces of at most PIECE units; false when the socket is full. */
@@ -476,6 +503,7 @@ export class SseStream {
       socket?.uncork()
       res.destroy()
     } else {
+      this.flushOpening()
       // What is left of a large frame goes out before the end (and the retry line).
       if (this.rest.length !== 0) res.write(this.rest)
       this.rest = ''
