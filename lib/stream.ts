@@ -85,10 +85,21 @@ function onResponseSocket (this: Carrier): void {
   this[kStream]!.armDeadline()
 }
 function stall (stream: SseStream): void { stream.stall() }
-// The end of the turn in which a stream opened: its opening lines go out now if no frame took them.
-function uncork (socket: Socket & Carrier): void {
-  socket[kStream]?.flushOpening()
-  socket.uncork()
+// The sockets of the streams opened in this turn, uncorked together at its end by one Immediate.
+let corked: Array<Socket & Carrier> = []
+
+function uncorkLater (socket: Socket): void {
+  if (corked.push(socket) === 1) setImmediate(uncorkAll)
+}
+
+// The end of the turn in which streams opened: their opening lines go out now if no frame took them.
+function uncorkAll (): void {
+  const sockets = corked
+  corked = []
+  for (const socket of sockets) {
+    socket[kStream]?.flushOpening()
+    socket.uncork()
+  }
 }
 
 // How long a shutdown waits for what the ended streams wrote to leave their sockets.
@@ -300,7 +311,7 @@ export class SseStream {
     // sink's first send(), a source's first event) still leave with the head, in one packet.
     this.socket?.cork()
     res.flushHeaders()
-    if (this.socket !== null) setImmediate(uncork, this.socket)
+    if (this.socket !== null) uncorkLater(this.socket)
     // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted.
     const bodiless = request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304
     // The opening lines, each without a blank line: a retry field takes effect as soon as its line
