@@ -6,10 +6,10 @@
 // start-up, warm-up and exit taken out.
 //
 //   npm run build && node bench/callgrind.js [--subjects=fastify-floor,fastify-sse-stream] \
-//     [--dist=DIR (adds 'patched')] [--warm=1000] [--connects=2000] [--concurrency=10]
+//     [--dist=DIR (adds 'patched')] [--ours=DIR] [--warm=1000] [--connects=2000] [--concurrency=10]
 //   node bench/callgrind.js --cpu-prof --connects=20000   # a V8 CPU profile of each server instead
 import { spawn } from 'node:child_process'
-import { createWriteStream, readFileSync, mkdirSync } from 'node:fs'
+import { createWriteStream, readFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SseConnection } from './lib/sse-client.js'
@@ -63,8 +63,12 @@ function connects (port, count, concurrency) {
 /** One run of the server under callgrind with `count` connects; its total instruction count. */
 async function run (subject, count, concurrency, outDir) {
   const out = path.join(outDir, `${subject}-${count}.out`)
+  for (const name of readdirSync(outDir)) if (name.startsWith(path.basename(out))) rmSync(path.join(outDir, name))
   const env = { ...process.env }
   if (subject === 'patched') env.BENCH_DIST = path.resolve(String(args.dist), 'index.js')
+  // --ours=DIR: the subject fastify-sse-stream from a copy of the build, which a rebuild during
+  // the (long) run cannot change under it.
+  else if (subject === 'fastify-sse-stream' && args.ours !== undefined) env.BENCH_DIST = path.resolve(String(args.ours), 'index.js')
   const server = [process.execPath, '--expose-gc', fileURLToPath(import.meta.url), '--mode=server', `--subject=${subject}`]
   // --cpu-prof: a V8 CPU profile of the server instead (bench/profile-summary.js reads it).
   const traced = args.trace === undefined ? [] : String(args.trace).split(',').map((f) => '--' + f)
@@ -72,14 +76,14 @@ async function run (subject, count, concurrency, outDir) {
     ? spawn(server[0], [...traced, ...server.slice(1)], { env, stdio: ['pipe', 'pipe', 'inherit'] })
     : args['cpu-prof'] === true
     ? spawn(server[0], ['--cpu-prof', `--cpu-prof-dir=${path.join(outDir, 'prof')}`, `--cpu-prof-name=${subject}-${count}.cpuprofile`, ...server.slice(1)], { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    : spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-instr=no', ...server], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-instr=no', '--separate-threads=yes', ...server], { env, stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d) => { stderr += d })
   // --trace=trace-deopt,trace-opt: V8's trace of the server, in bench/out/callgrind/<subject>.trace
   if (args.trace !== undefined) child.stdout.pipe(createWriteStream(path.join(outDir, `${subject}.trace`)))
   const port = await new Promise((resolve, reject) => {
     let text = ''
-    const timer = setTimeout(() => reject(new Error(`${subject}: no port in 120 s\n${stderr}`)), 120_000)
+    const timer = setTimeout(() => reject(new Error(`${subject}: no port in 600 s\n${stderr}`)), 600_000)
     child.stdout.on('data', (d) => {
       text += d
       const m = /\{"port":(\d+)\}/.exec(text)
@@ -90,14 +94,21 @@ async function run (subject, count, concurrency, outDir) {
   const errors = await connects(port, count, concurrency)
   const exited = new Promise((resolve) => child.on('exit', resolve))
   child.stdin.end()
-  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
+  const timer = setTimeout(() => child.kill('SIGKILL'), 600_000)
   await exited
   clearTimeout(timer)
   if (args['cpu-prof'] === true || args.trace !== undefined) return { instructions: 0, errors }
-  const text = readFileSync(out, 'utf8')
-  const m = /^(?:summary|totals): (\d+)/m.exec(text)
-  if (m === null) throw new Error(`${subject}: no total in ${out}`)
-  return { instructions: Number(m[1]), errors }
+  // One file per thread (<out>-01 is the main thread; the others are V8's compiler and GC
+  // helpers, whose work moves between windows with the moment a compile or a major GC lands).
+  let instructions = 0
+  let main = 0
+  for (const name of readdirSync(outDir).filter((f) => f.startsWith(path.basename(out) + '-'))) {
+    const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(path.join(outDir, name), 'utf8'))
+    if (m === null) throw new Error(`${subject}: no total in ${name}`)
+    instructions += Number(m[1])
+    if (name.endsWith('-01')) main = Number(m[1])
+  }
+  return { instructions, main, errors }
 }
 
 async function main () {
@@ -122,12 +133,14 @@ async function main () {
     const a = await run(subject, warm, concurrency, outDir)
     const b = await run(subject, warm + count, concurrency, outDir)
     const perConnect = (b.instructions - a.instructions) / count
-    rows.push({ subject, perConnect, errors: a.errors + b.errors })
-    console.log(`${subject}: ${Math.round(perConnect).toLocaleString('en-US')} instructions per connect (${a.instructions} at ${warm}, ${b.instructions} at ${warm + count}; errors ${a.errors + b.errors})`)
+    const mainPerConnect = (b.main - a.main) / count
+    rows.push({ subject, perConnect, mainPerConnect, errors: a.errors + b.errors })
+    console.log(`${subject}: ${Math.round(perConnect).toLocaleString('en-US')} instructions per connect, ${Math.round(mainPerConnect).toLocaleString('en-US')} on the main thread (${a.instructions} / ${a.main} at ${warm}, ${b.instructions} / ${b.main} at ${warm + count}; errors ${a.errors + b.errors})`)
   }
   const floor = rows.find((r) => r.subject === 'fastify-floor')
-  console.log('\n| subject | instructions / connect | vs floor |\n| --- | ---: | ---: |')
+  const ratio = (v, f) => floor === undefined ? '' : (v / f).toFixed(2) + '×'
+  console.log('\n| subject | instructions / connect | vs floor | main thread | vs floor |\n| --- | ---: | ---: | ---: | ---: |')
   for (const r of rows) {
-    console.log(`| ${r.subject} | ${Math.round(r.perConnect).toLocaleString('en-US')} | ${floor === undefined ? '' : (r.perConnect / floor.perConnect).toFixed(2) + '×'} |`)
+    console.log(`| ${r.subject} | ${Math.round(r.perConnect).toLocaleString('en-US')} | ${ratio(r.perConnect, floor?.perConnect)} | ${Math.round(r.mainPerConnect).toLocaleString('en-US')} | ${ratio(r.mainPerConnect, floor?.mainPerConnect)} |`)
   }
 }

@@ -123,7 +123,8 @@ export function flushed (streams: readonly SseStream[]): Promise<void> {
   if (open.length === 0) return Promise.resolve()
   return new Promise((resolve) => {
     let left = open.length
-    const timer = setTimeout(() => { for (const res of open) if (!responseClosed(res)) res.destroy() }, FLUSH_LIMIT)
+    // destroy() does nothing to a response that has closed.
+    const timer = setTimeout(() => { for (const res of open) res.destroy() }, FLUSH_LIMIT)
     const one = (): void => {
       if (--left !== 0) return
       clearTimeout(timer)

@@ -113,3 +113,33 @@ t.test('streams given different grace periods each end when theirs is over', asy
   t.ok(splitShutdownRetry(long.text).frames.endsWith('\n\n'), 'between two frames')
   t.same(logs.lines.filter(isEnd).map((l) => l.sse.reason), ['shutdown', 'shutdown'])
 })
+
+t.test('a stream that another stream\'s abort listener ends is over before its own turn comes', async (t) => {
+  const { app, logs } = await build(t, { heartbeat: false, shutdownGrace: 5000, shutdownRetry: [3000, 3000] })
+  const sinks: SseSink[] = []
+  app.get('/', (_req, reply) => {
+    const sink = reply.sseSink()
+    // The first sink's farewell ends every other sink too (say, a room that closes as a whole).
+    if (sinks.length === 0) {
+      sink.signal.addEventListener('abort', () => {
+        void sink.send({ data: 'bye' })
+        for (const s of sinks) s.end()
+      })
+    }
+    sinks.push(sink)
+    void sink.send({ data: 'hello' })
+  })
+  const url = await listen(app) + '/'
+  const first = await open(url)
+  await first.waitFor('data: hello\n\n')
+  const second = await open(url)
+  await second.waitFor('data: hello\n\n')
+  const t0 = performance.now()
+  await within(app.close(), 4000, 'app.close()')
+  t.ok(performance.now() - t0 < 2500, 'no grace period waited out')
+  await within(Promise.all([first.closed, second.closed]), 2000, 'both responses to end')
+  t.equal(first.text, 'data: hello\n\ndata: bye\n\nretry: 3000\n')
+  // Ended by the app before its own signal aborted: an ordinary end, as at any other time.
+  t.equal(second.text, 'data: hello\n\n')
+  t.same(logs.lines.filter(isEnd).map((l) => l.sse.reason), ['shutdown', 'ended'])
+})
