@@ -56,7 +56,7 @@ function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean)
   // A stream has no length, and it is never compressed: a compressor would hold events back.
   if (headers['content-length'] !== undefined) delete headers['content-length']
   if (headers['content-encoding'] !== undefined) delete headers['content-encoding']
-  if (headers['transfer-encoding'] !== undefined) delete headers['transfer-encoding']
+  delete headers['transfer-encoding']
   // Exactly this value: fetch-event-source's documented onopen check compares it with ===.
   headers['content-type'] = 'text/event-stream'
   headers['cache-control'] = cacheControl(headers['cache-control'])
@@ -114,24 +114,21 @@ function over (res: ServerResponse): boolean {
  * connection is gone); responses still open FLUSH_LIMIT ms from now are destroyed, so that a peer
  * that reads nothing is dropped. server.close() destroys every connection whose response has
  * ended (`finished`, set by end() before anything is flushed), which would cut whatever still
- * sits in the socket's buffer: the farewell, and always the `retry:` line. One timer and one
- * listener function for them all, however many streams a shutdown ends.
+ * sits in the socket's buffer: the farewell, and always the `retry:` line. One timer for them
+ * all, however many streams a shutdown ends.
  */
-export function flushed (streams: readonly SseStream[]): Promise<void> {
+export async function flushed (streams: readonly SseStream[]): Promise<void> {
   const open: ServerResponse[] = []
   for (const stream of streams) if (!over(stream.res)) open.push(stream.res)
-  if (open.length === 0) return Promise.resolve()
-  return new Promise((resolve) => {
-    let left = open.length
-    // destroy() does nothing to a response that has closed.
-    const timer = setTimeout(() => { for (const res of open) res.destroy() }, FLUSH_LIMIT)
-    const one = (): void => {
-      if (--left !== 0) return
-      clearTimeout(timer)
-      resolve()
-    }
-    for (const res of open) res.once('close', one)
-  })
+  if (open.length === 0) return
+  // destroy() does nothing to a response that has closed.
+  const timer = setTimeout(() => { for (const res of open) res.destroy() }, FLUSH_LIMIT)
+  await Promise.all(open.map(closed))
+  clearTimeout(timer)
+}
+
+function closed (res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => res.once('close', () => resolve()))
 }
 
 /**
