@@ -1,13 +1,21 @@
 // Scale: 20,000 idle streams in one server process on loopback. Reports the heap and RSS per
-// connection at 5,000 and at the full count, and how long app.close() takes to end them all.
+// connection (stream) at every step (5,000, 10,000, ...) and how long app.close() takes to end them all.
 //
-//   npm run build && node bench/scale.js [--count=20000] [--step=5000] [--subject=fastify-sse-stream] [--grace=ms]
+//   npm run build && node bench/scale.js [--count=20000] [--step=5000] [--subject=fastify-sse-stream] [--grace=ms] [--http2]
+//     [--dist=DIR (this plugin from another build)]
 //
-// The server runs in a process of its own, with `ulimit -n` raised by the shell that starts it
-// (to the hard limit at most: raising that needs privileges); the clients run in separate
-// processes of at most 10,000 sockets each. Every wait is bounded. Subjects: fastify-sse-stream
-// (reply.sseSink(), one hello event, then idle) and fastify-floor (Fastify, hijack, raw frames).
+// HTTP/1.1 (the default): a socket per stream. The server runs in a process of its own, with
+// `ulimit -n` raised by the shell that starts it (to the hard limit at most: raising that needs
+// privileges, so the count stops a little short of that limit); the clients run in separate
+// processes of at most 10,000 sockets each.
+// --http2: h2c (`Fastify({ http2: true })`), the server's maxConcurrentStreams raised to
+// --per-session (1,000 by default); each client session (one socket) carries that many streams,
+// so 20,000 streams take 20 sockets and no fd limit applies. A client closes a session once the
+// server has ended all its streams (Fastify's close waits for open sessions on Node 20).
+// Every wait is bounded. Subjects: fastify-sse-stream (reply.sseSink(), one hello event, then
+// idle) and fastify-floor (Fastify, hijack, raw frames).
 import { fork, execSync } from 'node:child_process'
+import http2 from 'node:http2'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,6 +23,8 @@ import { fileURLToPath } from 'node:url'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const args = Object.fromEntries(process.argv.slice(2).map((a) => /^--([^=]+)(?:=(.*))?$/.exec(a)).filter(Boolean).map((m) => [m[1], m[2] ?? true]))
 const PER_CLIENT = 10_000
+const HTTP2 = args.http2 === true
+const PER_SESSION = Number(args['per-session'] ?? 1000)
 
 function hardLimit () {
   const value = execSync('ulimit -Hn', { shell: '/bin/bash' }).toString().trim()
@@ -58,7 +68,11 @@ function child (mode, fds, extra = []) {
 async function serve () {
   const subject = args.subject ?? 'fastify-sse-stream'
   const { default: Fastify } = await import('fastify')
-  const app = Fastify()
+  // h2c, each session allowed PER_SESSION streams (and the memory they take; Node's default of
+  // 10 MB per session refuses new streams well before 1,000 idle ones).
+  const app = HTTP2
+    ? Fastify({ http2: true, http: { settings: { maxConcurrentStreams: PER_SESSION }, maxSessionMemory: 1000 } })
+    : Fastify()
   if (subject === 'fastify-floor') {
     app.get('/sub', (request, reply) => {
       reply.hijack()
@@ -66,10 +80,15 @@ async function serve () {
       reply.raw.write('data: hello\n\n')
     })
   } else {
-    const { default: sse } = await import('../dist/index.js')
+    const { default: sse } = await import(args.dist === undefined ? '../dist/index.js' : 'file://' + path.resolve(String(args.dist), 'index.js'))
     await app.register(sse, args.grace === undefined ? {} : { shutdownGrace: Number(args.grace) })
     app.get('/sub', (request, reply) => { void reply.sseSink().send({ data: 'hello' }) })
   }
+  // The phases of app.close(): the plugin's preClose (every stream ended and flushed) runs before
+  // this hook; Fastify then closes the server and its connections, and runs the onClose hooks.
+  const phases = {}
+  app.addHook('preClose', (done) => { phases.preClose = performance.now(); done() })
+  app.addHook('onClose', (instance, done) => { phases.onClose = performance.now(); done() })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const memory = () => {
     globalThis.gc(); globalThis.gc()
@@ -81,8 +100,11 @@ async function serve () {
     stats: () => app.sse?.stats().streams ?? {},
     close: async () => {
       const t0 = performance.now()
+      const cpu0 = process.cpuUsage()
       await app.close()
-      return { closeMs: performance.now() - t0 }
+      const end = performance.now()
+      const cpu = process.cpuUsage(cpu0)
+      return { closeCpuMs: (cpu.user + cpu.system) / 1000, closeMs: end - t0, preCloseMs: (phases.preClose ?? t0) - t0, serverCloseMs: (phases.onClose ?? end) - (phases.preClose ?? t0) }
     }
   }
   process.on('message', async (msg) => {
@@ -116,6 +138,38 @@ async function clients () {
     socket.on('close', () => { closed++; settle(false) })
     sockets.push(socket)
   })
+  // HTTP/2: streams on shared sessions, PER_SESSION each.
+  const sessions = []
+  const openStream = (port) => new Promise((resolve) => {
+    let session = sessions.at(-1)
+    if (session === undefined || session.streams >= PER_SESSION) {
+      session = http2.connect(`http://127.0.0.1:${port}`, { maxSessionMemory: 1000, settings: { enablePush: false } })
+      session.streams = 0
+      session.ended = 0
+      session.on('error', () => {})
+      sessions.push(session)
+    }
+    session.streams++
+    const stream = session.request({ ':path': '/sub', accept: 'text/event-stream' })
+    let text = ''
+    let done = false
+    const settle = (ok) => { if (!done) { done = true; resolve(ok) } }
+    stream.setEncoding('latin1')
+    stream.on('data', (chunk) => {
+      if (done) return
+      text += chunk
+      if (text.includes('data: hello')) settle(true)
+    })
+    stream.on('error', () => settle(false))
+    stream.on('close', () => {
+      closed++
+      settle(false)
+      // A client leaves a session once the server has ended all its streams (as one would on the
+      // GOAWAY of a closing server): Fastify's close waits for the sessions on Node 20.
+      if (++session.ended === session.streams) session.close()
+    })
+    sockets.push(stream)
+  })
   const handlers = {
     async open ({ port, count }) {
       let ok = 0
@@ -123,7 +177,7 @@ async function clients () {
       await Promise.all(Array.from({ length: 200 }, async () => {
         while (next < count) {
           next++
-          if (await openOne(port)) ok++
+          if (await (HTTP2 ? openStream(port) : openOne(port))) ok++
         }
       }))
       return { ok }
@@ -136,6 +190,7 @@ async function clients () {
     },
     destroy () {
       for (const s of sockets) s.destroy()
+      for (const session of sessions) session.destroy()
       return {}
     }
   }
@@ -154,19 +209,22 @@ async function main () {
   const hard = hardLimit()
   const wanted = Number(args.count ?? 20_000)
   const step = Number(args.step ?? 5_000)
-  // The server needs a descriptor per stream and a few of its own.
-  const count = Math.min(wanted, hard - 64)
+  // Over HTTP/1.1 the server needs a descriptor per stream and a few of its own.
+  const count = HTTP2 ? wanted : Math.min(wanted, hard - 64)
   if (count < wanted) console.log(`ulimit -Hn is ${hard}: ${count} streams, not ${wanted} (raising the hard limit needs privileges)`)
+  const flags = HTTP2 ? ['--http2', `--per-session=${PER_SESSION}`] : []
   const server = child('server', Math.min(hard, count + 1024), [
+    ...flags,
     ...(args.subject === undefined ? [] : [`--subject=${args.subject}`]),
-    ...(args.grace === undefined ? [] : [`--grace=${args.grace}`])
+    ...(args.grace === undefined ? [] : [`--grace=${args.grace}`]),
+    ...(args.dist === undefined ? [] : [`--dist=${args.dist}`])
   ])
   const { port } = await server.ready
   const pool = []
   const mb = (b) => (b / 1048576).toFixed(1) + ' MiB'
   try {
     // Warm-up: the code paths compiled and the pools made before the baseline.
-    const warm = child('client', 2048)
+    const warm = child('client', 2048, flags)
     await warm.ready
     await warm.call('open', { port, count: 500 })
     await warm.call('destroy')
@@ -182,7 +240,7 @@ async function main () {
       // A client process per 10,000 sockets.
       let c = pool.at(-1)
       if (c === undefined || c.held + n > PER_CLIENT) {
-        c = child('client', PER_CLIENT + 256)
+        c = child('client', PER_CLIENT + 256, flags)
         c.held = 0
         await c.ready
         pool.push(c)
@@ -198,13 +256,11 @@ async function main () {
     }
     const stats = await server.call('stats')
     if (stats.open !== undefined) console.log(`app.sse.stats(): ${stats.open} open`)
-    const { closeMs } = await server.call('close')
+    const { closeMs, closeCpuMs, preCloseMs, serverCloseMs } = await server.call('close')
     const closedBy = await Promise.all(pool.map((c) => c.call('waitClosed', { ms: 5000 })))
     const all = closedBy.reduce((n, r) => n + r.closed, 0)
-    console.log(`app.close() with ${opened} streams: ${Math.round(closeMs)} ms; ${all} of ${opened} client sockets closed by the server`)
-    const first = rows.find((r) => r.streams >= 5000) ?? rows[0]
-    const last = rows.at(-1)
-    console.log(JSON.stringify({ subject: args.subject ?? 'fastify-sse-stream', count: opened, at5000: first, atFull: last, closeMs: Math.round(closeMs), closedByServer: all }))
+    console.log(`app.close() with ${opened} streams: ${Math.round(closeMs)} ms (the streams' shutdown ${Math.round(preCloseMs)} ms, then the server's close ${Math.round(serverCloseMs)} ms; server CPU ${Math.round(closeCpuMs)} ms); ${all} of ${opened} client ${HTTP2 ? 'streams' : 'sockets'} closed by the server`)
+    console.log(JSON.stringify({ subject: args.subject ?? 'fastify-sse-stream', http2: HTTP2, count: opened, rows, closeMs: Math.round(closeMs), closeCpuMs: Math.round(closeCpuMs), preCloseMs: Math.round(preCloseMs), closedByServer: all }))
   } finally {
     for (const c of pool) { c.call('destroy').catch(() => {}); setTimeout(() => c.kill(), 200).unref() }
     setTimeout(() => server.kill(), 300).unref()

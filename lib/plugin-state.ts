@@ -6,7 +6,7 @@ import type { Hub, HubStats } from './hub/hub.js'
 import type { ResolvedPluginOptions } from './options.js'
 import { Scheduler } from './scheduler.js'
 import { refuse } from './sse-route.js'
-import type { SseStream } from './stream.js'
+import { type SseStream, flushed } from './stream.js'
 
 /** Why admission control refused a stream. */
 export type RefusalReason = 'global' | 'per-key' | 'key-error'
@@ -43,6 +43,11 @@ function counters<K extends string> (keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>
 }
 
+/** The grace period `grace` is over: the streams given it end now, between two frames. */
+function endGrace (streams: Set<SseStream>, grace: number): void {
+  for (const stream of Array.from(streams)) if (stream.options.shutdownGrace === grace) stream.close('shutdown')
+}
+
 /**
  * Everything one plugin instance holds across its streams: the open streams, the replies of
  * `sse: true` handlers waiting for their stream, the shared scheduler, the hub, admission
@@ -66,6 +71,8 @@ export class PluginState {
   private bytes = 0
   private readonly ended = counters(REASONS)
   private readonly refused = counters<RefusalReason>(['global', 'per-key', 'key-error'])
+  // Set while a shutdown waits out the grace periods: called once the last stream has ended.
+  private drained: (() => void) | null = null
 
   constructor (
     readonly options: ResolvedPluginOptions,
@@ -141,6 +148,7 @@ export class PluginState {
       if (n === 0) this.keys.delete(key)
       else this.keys.set(key, n)
     }
+    if (this.drained !== null && this.streams.size === 0) this.drained()
   }
 
   /** `app.sse.stats()`: counted when asked, from the open streams and the totals of the ended ones. */
@@ -168,11 +176,35 @@ export class PluginState {
   /**
    * The app's preClose: no new stream, and every open one gets its signal, its grace period and
    * its end. An `sse: true` handler still waiting for its reply.sse() gets the 503 a late stream gets.
+   *
+   * A stream ends at once when nothing can send a farewell on it (grace 0, a sink whose signal
+   * was never read, a hub subscription); the others end when their grace period is over, or
+   * sooner. One timer per grace period in use (a per-call `shutdownGrace` may differ), not one per
+   * stream; then one wait, bounded by one timer, for every response to leave its socket.
    */
   async shutdown (): Promise<void> {
     this.closing = true
     for (const reply of Array.from(this.waiting)) void refuse(this, reply)
-    await Promise.all(Array.from(this.streams, (stream) => stream.shutdown()))
+    const streams = Array.from(this.streams)
+    for (const stream of streams) stream.shutdown()
+    if (this.streams.size > 0) await this.graceOver()
+    await flushed(streams)
+  }
+
+  /** Settles once every stream still open has ended: within its grace period, or at its end. */
+  private graceOver (): Promise<void> {
+    return new Promise((resolve) => {
+      const timers = new Map<number, NodeJS.Timeout>()
+      this.drained = () => {
+        this.drained = null
+        for (const timer of timers.values()) clearTimeout(timer)
+        resolve()
+      }
+      for (const stream of this.streams) {
+        const grace = stream.options.shutdownGrace
+        if (!timers.has(grace)) timers.set(grace, setTimeout(endGrace, grace, this.streams, grace))
+      }
+    })
   }
 
   /** The app's onClose: the scheduler stops and the hub closes. */

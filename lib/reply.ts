@@ -5,7 +5,7 @@ import { FST_ERR_SSE_ALREADY_SENT, FST_ERR_SSE_INVALID_SOURCE, FST_ERR_SSE_INVAL
 import { resolveOptions } from './options.js'
 import { Sink } from './sink.js'
 import { SourcePump, dropSource, isIterable, isThenable } from './source.js'
-import { beforeOpen, refuse, wake, wasRefused } from './sse-route.js'
+import { beforeOpen, failedBeforeOpen, refuse, wake, wasRefused } from './sse-route.js'
 import { MAX_TOPICS, type Start, checkTopic } from './hub/hub.js'
 import { type SubscribeOptions, resolveSubscribe } from './hub/options.js'
 import { formatId, topicsHash } from './hub/position.js'
@@ -121,12 +121,22 @@ export function replyDecorators (state: PluginState): {
       stream.abandon('shutdown')
       return new Sink(stream)
     }
-    const stream = beforeOpen(this, () => createStream(state, this, callOptions))
+    // As beforeOpen() does, without a closure per call (this is every sink's connect path).
+    let stream: SseStream
+    try {
+      stream = createStream(state, this, callOptions)
+    } catch (error) {
+      return failedBeforeOpen(this, error)
+    }
     const sink = new Sink(stream)
     if (state.closing) {
       stream.refused(refuse(state, this))
     } else {
-      beforeOpen(this, () => stream.open(this))
+      try {
+        stream.open(this)
+      } catch (error) {
+        return failedBeforeOpen(this, error)
+      }
       wake(this)
     }
     return sink

@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks'
+
 /** What the scheduler asks of a stream. */
 export interface Scheduled {
   /** Does what is due at `now` (a heartbeat, an end of life). */

@@ -1,7 +1,7 @@
 import type { SseSink } from '../types/index.js'
 import type { EventObject, PreparedEvent } from './encoder.js'
 import { encodeComment, encodeEvent } from './encoder.js'
-import { type Producer, type SseStream, kRelease, kResume } from './stream.js'
+import { type Producer, type SseStream, kRelease, kResume, kShutdown } from './stream.js'
 
 interface Queued {
   frame: string
@@ -87,6 +87,14 @@ export class Sink implements SseSink<EventObject>, Producer {
       next.resolve(true)
     }
     if (this.ending) stream.close('ended')
+  }
+
+  /**
+   * Server shutdown. A sink whose signal was never read cannot hear of it, and has no farewell to
+   * send in the grace period: it ends now, as end() ends it (what it queued goes out first).
+   */
+  [kShutdown] (): void {
+    if (!this.stream.signalRead) this.end()
   }
 
   /** The stream closed: whatever was not written resolves false. */

@@ -95,7 +95,12 @@ export function beforeOpen<T> (reply: FastifyReply, fn: () => T): T {
   try {
     return fn()
   } catch (error) {
-    if (!reply.sent) wake(reply, { error })
-    throw error
+    return failedBeforeOpen(reply, error)
   }
+}
+
+/** What threw before the reply was taken goes to a waiting handler (Fastify answers it), and on. */
+export function failedBeforeOpen (reply: FastifyReply, error: unknown): never {
+  if (!reply.sent) wake(reply, { error })
+  throw error
 }

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import type { SseCloseReason, SseContext } from '../types/index.js'
 import { channels } from './diagnostics.js'
 import { encodeEvent } from './encoder.js'
@@ -53,8 +54,8 @@ function cacheControl (value: OutgoingHttpHeaders[string]): string {
 function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean): OutgoingHttpHeaders {
   const headers = reply.getHeaders() as OutgoingHttpHeaders
   // A stream has no length, and it is never compressed: a compressor would hold events back.
-  delete headers['content-length']
-  delete headers['content-encoding']
+  if (headers['content-length'] !== undefined) delete headers['content-length']
+  if (headers['content-encoding'] !== undefined) delete headers['content-encoding']
   delete headers['transfer-encoding']
   // Exactly this value: fetch-event-source's documented onopen check compares it with ===.
   headers['content-type'] = 'text/event-stream'
@@ -90,26 +91,50 @@ export function chunkHead (length: number): string {
   return length.toString(16) + '\r\n'
 }
 function uncork (socket: Socket): void { socket.uncork() }
-function endShutdown (stream: SseStream): void { stream.close('shutdown') }
+// The sockets of the streams opened in this turn, uncorked together at its end by one Immediate.
+let corked: Array<Socket & Carrier> = []
 
-// How long a shutdown waits for what an ended stream wrote to leave its socket.
+function uncorkLater (socket: Socket): void {
+  if (corked.push(socket) === 1) setImmediate(uncorkAll)
+}
+
+// The end of the turn in which streams opened: their opening lines go out now if no frame took them.
+function uncorkAll (): void {
+  const sockets = corked
+  corked = []
+  for (const socket of sockets) {
+    socket[kStream]?.flushOpening()
+    socket.uncork()
+  }
+}
+
+// How long a shutdown waits for what the ended streams wrote to leave their sockets.
 const FLUSH_LIMIT = 1000
 
+function over (res: ServerResponse): boolean {
+  return res.writableFinished || responseClosed(res)
+}
+
 /**
- * Settles once `res` is over: its data has left (or its connection is gone), or after FLUSH_LIMIT
- * ms, when a peer that reads nothing is dropped. server.close() destroys every connection whose
- * response has ended (`finished`, set by end() before anything is flushed), which would cut
- * whatever still sits in the socket's buffer: the farewell, and always the `retry:` line.
+ * Settles once the response of every stream in `streams` is over: its data has left (or its
+ * connection is gone); responses still open FLUSH_LIMIT ms from now are destroyed, so that a peer
+ * that reads nothing is dropped. server.close() destroys every connection whose response has
+ * ended (`finished`, set by end() before anything is flushed), which would cut whatever still
+ * sits in the socket's buffer: the farewell, and always the `retry:` line. One timer for them
+ * all, however many streams a shutdown ends.
  */
-function flushed (res: ServerResponse): Promise<void> {
-  if (res.writableFinished || responseClosed(res)) return Promise.resolve()
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => res.destroy(), FLUSH_LIMIT)
-    res.once('close', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-  })
+export async function flushed (streams: readonly SseStream[]): Promise<void> {
+  const open: ServerResponse[] = []
+  for (const stream of streams) if (!over(stream.res)) open.push(stream.res)
+  if (open.length === 0) return
+  // destroy() does nothing to a response that has closed.
+  const timer = setTimeout(() => { for (const res of open) res.destroy() }, FLUSH_LIMIT)
+  await Promise.all(open.map(closed))
+  clearTimeout(timer)
+}
+
+function closed (res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => res.once('close', () => resolve()))
 }
 
 /**
@@ -166,7 +191,9 @@ export class SseStream {
   private state = OPEN
   /** Bytes written (the head not included). */
   bytes = 0
-  private writes = 0
+  // The opening lines, held until the first frame written in the turn the stream opens, which
+  // carries them in the same chunk (one write less per stream), or until the end of that turn.
+  private opening = ''
   // Whole ms of performance.now(): small integers, which a field holds without a heap number.
   private lastWrite = 0
   private started = 0
@@ -176,14 +203,13 @@ export class SseStream {
   // Whether a drain came since the write deadline was armed or last looked.
   private progressed = false
   private deadlineTimer: NodeJS.Timeout | undefined
-  private graceTimer: NodeJS.Timeout | undefined
   private socket: Socket | null = null
   // The socket, when frames are written to it as HTTP/1.1 chunks of their own (see open()).
   private chunked: Socket | null = null
   // Made on first use, like the controller: a sink's `done` is often never read.
   private donePromise: Promise<void> | null = null
   private resolveDone: (() => void) | null = null
-  private readonly res: ServerResponse
+  readonly res: ServerResponse
   /** The request's logger: the stream holds neither the request nor the reply once open. */
   readonly log: FastifyBaseLogger
   /** The route's URL as declared, for the stats and the diagnostics channels. */
@@ -290,7 +316,7 @@ export class SseStream {
     // sink's first send(), a source's first event) still leave with the head, in one packet.
     this.socket?.cork()
     res.flushHeaders()
-    if (this.socket !== null) setImmediate(uncork, this.socket)
+    if (this.socket !== null) uncorkLater(this.socket)
     // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted.
     const bodiless = request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304
     // Once the head is out and the response holds its socket, frames go to the socket as chunks
@@ -309,7 +335,15 @@ export class SseStream {
     // for `: ping\n\n`). The heartbeat interval is advertised as a comment, which EventSource
     // ignores, so that a client can tell a stale connection (`fastify-sse-stream/client` does).
     // None for a bodiless response: the log line would count bytes that never went out.
-    if (options.opening !== '' && !bodiless) this.write(options.opening)
+    if (options.opening !== '' && !bodiless) {
+      if (this.socket === null) {
+        this.write(options.opening)
+      } else {
+        this.opening = options.opening
+        // ASCII: as many bytes as characters. Written, as far as the counts and the heartbeat go.
+        this.bytes += options.opening.length
+      }
+    }
     if (options.heartbeat > 0) plugin.scheduler.watch(options.heartbeat)
     const { maxAge, expiresAt } = options
     if (maxAge > 0) {
@@ -339,7 +373,6 @@ export class SseStream {
    * when the socket is full: wait for `whenDrained()`.
    */
   write (frame: string | Buffer): boolean {
-    this.writes++
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval.
     this.lastWrite = Math.floor(performance.now())
@@ -350,6 +383,12 @@ export class SseStream {
     if (this.rest.length !== 0) {
       this.rest = Buffer.concat([Buffer.from(this.rest), Buffer.from(frame)])
       return false
+    }
+    if (this.opening !== '') {
+      const opening = this.opening
+      this.opening = ''
+      if (typeof frame === 'string') return this.send(opening + frame)
+      this.out(opening)
     }
     return this.send(frame)
   }
@@ -364,6 +403,13 @@ export class SseStream {
     for (const part of parts) at += part.copy(chunk, at)
     CRLF.copy(chunk, at)
     return this.writeShared(chunk.subarray(head.length, head.length + size), chunk, events)
+  }
+
+  /** Writes the opening lines if no frame has taken them yet (see open()). */
+  flushOpening (): void {
+    if (this.opening === '') return
+    this.out(this.opening)
+    this.opening = ''
   }
 
   /** Hands `text` to the response, in pieces of at most PIECE units; false when the socket is full. */
@@ -435,10 +481,10 @@ export class SseStream {
   writeShared (frames: Buffer, chunk: Buffer, events: number): boolean {
     const socket = this.chunked
     // (Never while a large frame's rest waits: the socket is full then, and a subscriber writes
-    // only once it drains.)
+    // only once it drains. Nor before the opening lines: they go out at the end of the turn the
+    // stream opened in, before any flush of the hub.)
     if (socket === null || frames.length > PIECE) return this.writeFrames(frames, events)
     this.events += events
-    this.writes++
     this.lastWrite = Math.floor(performance.now())
     this.bytes += frames.length
     if (socket.write(chunk)) return true
@@ -484,19 +530,24 @@ export class SseStream {
   }
 
 
-  /** Server shutdown: abort the signal, give the source its grace period, then end. */
-  shutdown (): Promise<void> {
-    if (this.state === OPEN) {
-      this.state = DRAINING
-      // Armed before the abort: its listeners run at once and may end the stream (a sink's
-      // farewell and end()), and close() must find the timer to clear it.
-      const grace = this.options.shutdownGrace
-      if (grace > 0) this.graceTimer = setTimeout(endShutdown, grace, this)
-      this.abort('shutdown')
-      if (grace === 0) this.close('shutdown')
-      else this.producer?.[kShutdown]?.()
-    }
-    return this.done.then(() => flushed(this.res))
+  /** Whether anything has read the stream's signal: only then can it learn of an end to come. */
+  get signalRead (): boolean {
+    return this.controller !== null
+  }
+
+  /**
+   * Server shutdown: aborts the signal, and ends the stream at once unless its producer may still
+   * send a farewell (see PluginState.shutdown(), which ends the others when their grace period is
+   * over). Returns whether the stream is still open, waiting out its grace period.
+   */
+  shutdown (): boolean {
+    if (this.state !== OPEN) return false
+    this.state = DRAINING
+    // Its listeners run at once and may end the stream (a sink's farewell and end()).
+    this.abort('shutdown')
+    if (this.options.shutdownGrace === 0) this.close('shutdown')
+    else this.producer?.[kShutdown]?.()
+    return this.state === DRAINING
   }
 
   /** Ends the stream once, for `reason`: stops timers, drops listeners, releases the producer. */
@@ -507,7 +558,6 @@ export class SseStream {
     // Once shutdown has begun, that is why the stream ends, whatever ends it first.
     if (this.abortedFor === 'shutdown') reason = 'shutdown'
     clearTimeout(this.deadlineTimer)
-    clearTimeout(this.graceTimer)
     const { res, socket } = this
     res.off('close', onConnectionClose)
     res.off('drain', onResponseDrain)
@@ -534,6 +584,7 @@ export class SseStream {
       socket?.uncork()
       res.destroy()
     } else {
+      this.flushOpening()
       // What is left of a large frame goes out before the end (and the retry line).
       if (this.rest.length !== 0) this.out(this.rest)
       this.rest = ''
@@ -546,12 +597,15 @@ export class SseStream {
         : reason === 'max-age' || reason === 'expired' ? this.options.expiryRetry : false
       if (range !== false && !gone) {
         const line = 'retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n'
-        // Straight to the response, not through write(): the stream is closed, and a write
+        // Not through write(): the stream is closed, and a write
         // that fills the socket would arm a write deadline that no drain clears any more.
         this.out(line)
         this.bytes += line.length
       }
-      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.end())
+      // At shutdown the connection goes once the response has left: destroySoon() ends the socket
+      // and closes it as soon as its data is written, as Node does after a `Connection: close`
+      // response, so that closing the server waits on no client's FIN.
+      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.destroySoon())
       res.end()
     }
     // The error listener stays: a late socket error must not become an uncaught exception.
