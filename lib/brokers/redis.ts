@@ -299,7 +299,8 @@ export class RedisBroker implements HubBroker {
     const event = this.storeEvent && record.event !== undefined ? JSON.stringify(record.event) : ''
     const args = [record.body, event, record.end === true ? '1' : '0', this.maxLen, this.maxAge, this.ttl, this.metaTtl, this.idempotencyTtl, this.node, ++this.seq]
     this.stats.publishes++
-    return this.command(() => this.publish(keys, args)).then((id) => parseEntryId(String(id)))
+    const started = Date.now()
+    return this.command(() => this.publish(keys, args, started)).then((id) => parseEntryId(String(id)))
   }
 
   /**
@@ -308,12 +309,16 @@ export class RedisBroker implements HubBroker {
    * re-send, so publishes must reach Redis in the order of their numbers. A fallback breaks that:
    * a publish sent between an EVAL and a later NOSCRIPT reply would run before that reply's EVAL.
    * So once a NOSCRIPT is met, new publishes are held until every command sent before has been
-   * answered (and its EVAL sent): replies come in order, so that is the newest one's.
+   * answered (and its EVAL sent): replies come in order, so that is the newest one's. One held
+   * past its timeout has been rejected already, and is not sent at all.
    */
-  private publish (keys: string[], args: Array<string | Buffer | number>): Promise<unknown> {
+  private publish (keys: string[], args: Array<string | Buffer | number>, started: number): Promise<unknown> {
     if (this.held !== null) {
       const held = this.held
-      return new Promise((resolve) => held.push(() => resolve(this.publish(keys, args))))
+      return new Promise((resolve, reject) => held.push(() => {
+        if (Date.now() - started < this.timeout) resolve(this.publish(keys, args, started))
+        else reject(new TimeoutError(`Redis did not answer within ${this.timeout} ms`))
+      }))
     }
     let handled!: () => void
     this.lastSent = new Promise((resolve) => { handled = resolve })

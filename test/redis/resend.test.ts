@@ -151,6 +151,37 @@ t.test('with Redis', redisAvailable(), async (t) => {
     t.equal(await app.sse.publish('order', { data: 'd' }).then((id) => id.endsWith('-5')), true, 'and the next goes on')
   })
 
+  t.test('a publish held past its timeout has been rejected, and is never sent', async (t) => {
+    const { app, recorder } = await node(t, redis, { timeout: 300 })
+    const c = recorder.redis
+    const watcher = client(redis)
+    t.teardown(() => watcher.disconnect())
+    let last = await app.sse.publish('held', { data: 'warm' })
+    await c.script('FLUSH')
+    // EVALSHA a, PING, BLPOP for 1 s, EVALSHA b: late, published on PING's answer, is held until
+    // b's answer, which comes after the BLPOP, past late's timeout.
+    const a = app.sse.publish('held', { data: 'a' }).catch(() => {})
+    let late!: Promise<string>
+    const pong = c.ping().then(() => { late = app.sse.publish('held', { data: 'late' }) })
+    void c.blpop('held:nothing', 1)
+    const b = app.sse.publish('held', { data: 'b' }).catch(() => {})
+    await pong
+    await t.rejects(late, { code: 'FST_ERR_SSE_BROKER', cause: { code: 'ETIMEDOUT' } })
+    await Promise.all([a, b])
+    // a and b timed out too, but were sent: they are stored once the BLPOP is over.
+    const seen: string[] = []
+    while (seen.length < 2) {
+      const reply = await watcher.xread('BLOCK', 5000, 'STREAMS', 'sse:{held}:s', last)
+      for (const [id] of reply![0]![1]) {
+        seen.push(id)
+        last = id
+      }
+    }
+    // Anything sent with them has run by the time the client's next command answers.
+    await c.ping()
+    t.same((await stored(c, 'held')).map(([, data]) => data), ['warm', 'a', 'b'], 'late was not sent')
+  })
+
   t.test('the meta hash keeps one field per process; past 16, those idle for idempotencyTtl go', async (t) => {
     const c = client(redis)
     t.teardown(() => c.disconnect())
