@@ -26,15 +26,40 @@ end
 
 /**
  * Publish: one round trip. KEYS: stream, meta[, idempotency]. ARGV: body, event JSON ('' for none),
- * end ('1' or '0'), MAXLEN, max age in ms (0: none), stream ttl, meta ttl, idempotency ttl.
+ * end ('1' or '0'), MAXLEN, max age in ms (0: none), stream ttl, meta ttl, idempotency ttl, the
+ * broker's node id, its publish sequence number.
  * Assigns o = head o + 1 and t = max(server time, head t), appends with the id t-o, trims by count
  * and by age, and returns the id (a retry with a known idempotency key returns the first one's).
+ *
+ * A command re-sent by the client after a reconnect (its reply was lost) is recognised by its node
+ * and sequence number: the meta field `n:<node>` holds "<seq> <id>" of the node's last publish
+ * applied to the topic, and each entry its token "<node> <seq>" in field `p`. One connection's
+ * commands run in order, so a node's sequence numbers applied to a topic only grow: one not above
+ * the recorded one was applied already. The recorded one answers its id; an older one is looked
+ * for among the topic's newest MAXLEN entries, and answers an error when it is not there.
+ * A node's field is added on its first publish to the topic; then, with more than 16 nodes, the
+ * fields of nodes that have not published to it for the idempotency ttl are dropped.
  */
 export const PUBLISH = script(HEAD + `
 local s, m, r = KEYS[1], KEYS[2], KEYS[3]
 if r then
   local prior = redis.call('GET', r)
   if prior then return prior end
+end
+local nf, seq, token = 'n:' .. ARGV[9], tonumber(ARGV[10]), ARGV[9] .. ' ' .. ARGV[10]
+local mine = redis.call('HGET', m, nf)
+if mine then
+  local space = string.find(mine, ' ', 1, true)
+  local last = tonumber(string.sub(mine, 1, space - 1))
+  if seq <= last then
+    local lastId = string.sub(mine, space + 1)
+    if seq == last then return lastId end
+    for _, entry in ipairs(redis.call('XREVRANGE', s, lastId, '-', 'COUNT', ARGV[4])) do
+      local f = entry[2]
+      if f[#f - 1] == 'p' and f[#f] == token then return entry[1] end
+    end
+    return redis.error_reply('ERR fastify-sse-stream RESENT')
+  end
 end
 local t, o = head(s, m)
 local now = redis.call('TIME')
@@ -51,10 +76,23 @@ if ARGV[3] == '1' then
   fields[#fields + 1] = 'x'
   fields[#fields + 1] = '1'
 end
+fields[#fields + 1] = 'p'
+fields[#fields + 1] = token
 redis.call('XADD', s, 'MAXLEN', '~', ARGV[4], id, unpack(fields))
 local age = tonumber(ARGV[5])
 if age > 0 then redis.call('XTRIM', s, 'MINID', '~', string.format('%.0f', t - age)) end
-redis.call('HSET', m, 'o', string.format('%.0f', o), 't', string.format('%.0f', t))
+if not mine and redis.call('HLEN', m) > 18 then
+  local old, all = t - tonumber(ARGV[8]), redis.call('HGETALL', m)
+  for i = 1, #all, 2 do
+    local v = all[i + 1]
+    if string.sub(all[i], 1, 2) == 'n:' then
+      local space = string.find(v, ' ', 1, true)
+      local dash = string.find(v, '-', space, true)
+      if tonumber(string.sub(v, space + 1, dash - 1)) < old then redis.call('HDEL', m, all[i]) end
+    end
+  end
+end
+redis.call('HSET', m, 'o', string.format('%.0f', o), 't', string.format('%.0f', t), nf, ARGV[10] .. ' ' .. id)
 redis.call('PEXPIRE', s, ARGV[6])
 redis.call('PEXPIRE', m, ARGV[7])
 if r then redis.call('SET', r, id, 'PX', ARGV[8]) end

@@ -148,6 +148,23 @@ class TimeoutError extends Error {
 }
 
 /**
+ * The PUBLISH script met a command of this process older than one it applied to the topic, and did
+ * not find its event among the topic's newest: a re-sent publish whose event was trimmed since, or
+ * (Redis Cluster moving a slot) a publish that overtook an older one.
+ */
+class ResentError extends Error {
+  readonly code = 'ERESENT'
+}
+
+/** The script's answer to a re-sent publish it could not match, as its own error. */
+function resent (error: unknown): never {
+  if (String((error as Error)?.message).startsWith('ERR fastify-sse-stream RESENT')) {
+    throw new ResentError('a publish re-sent after a reconnect was applied already, and its event is no longer among the topic\'s newest: its id is unknown', { cause: error })
+  }
+  throw error
+}
+
+/**
  * A broker on Redis Streams, shared by every process of a deployment. One stream per topic; a
  * publish is one script that assigns the topic's next position and appends the encoded frame; each
  * process runs one blocking read over the topics it has subscribers for.
@@ -186,6 +203,14 @@ export class RedisBroker implements HubBroker {
   // The reader's connection was lost: before reading on, check each topic for lost history.
   private stale = false
   private closed = false
+  // Each publish's token, for the script to know a command re-sent after a reconnect: this
+  // broker's random node id and its publish count.
+  private readonly node = randomBytes(6).toString('base64url')
+  private seq = 0
+  // Publishes held back while the EVAL fallbacks of commands that met NOSCRIPT go out (see publish()).
+  private held: Array<() => void> | null = null
+  // Settles once the reply to the newest PUBLISH command sent has been handled.
+  private lastSent: Promise<void> = Promise.resolve()
 
   constructor (options: RedisBrokerOptions) {
     if (typeof options !== 'object' || options === null) invalid('redisBroker options', 'an object', options)
@@ -295,9 +320,51 @@ export class RedisBroker implements HubBroker {
     const keys = [base + ':s', base + ':m']
     if (record.key !== undefined) keys.push(base + ':r:' + record.key)
     const event = this.storeEvent && record.event !== undefined ? JSON.stringify(record.event) : ''
-    const args = [record.body, event, record.end === true ? '1' : '0', this.maxLen, this.maxAge, this.ttl, this.metaTtl, this.idempotencyTtl]
+    const args = [record.body, event, record.end === true ? '1' : '0', this.maxLen, this.maxAge, this.ttl, this.metaTtl, this.idempotencyTtl, this.node, ++this.seq]
     this.stats.publishes++
-    return this.command(() => this.script(this.client, PUBLISH, keys, args)).then((id) => parseEntryId(String(id)))
+    const started = Date.now()
+    return this.command(() => this.publish(keys, args, started)).then((id) => parseEntryId(String(id)))
+  }
+
+  /**
+   * Sends one PUBLISH: EVALSHA, then EVAL with the same arguments if Redis does not know the script.
+   * The script takes a sequence number of this process lower than one it applied to the topic for a
+   * re-send, so publishes must reach Redis in the order of their numbers. A fallback breaks that:
+   * a publish sent between an EVAL and a later NOSCRIPT reply would run before that reply's EVAL.
+   * So once a NOSCRIPT is met, new publishes are held until every command sent before has been
+   * answered (and its EVAL sent): replies come in order, so that is the newest one's. One held
+   * past its timeout has been rejected already, and is not sent at all.
+   */
+  private publish (keys: string[], args: Array<string | Buffer | number>, started: number): Promise<unknown> {
+    if (this.held !== null) {
+      const held = this.held
+      return new Promise((resolve, reject) => held.push(() => {
+        if (Date.now() - started < this.timeout) resolve(this.publish(keys, args, started))
+        else reject(new TimeoutError(`Redis did not answer within ${this.timeout} ms`))
+      }))
+    }
+    let handled!: () => void
+    this.lastSent = new Promise((resolve) => { handled = resolve })
+    return this.client.evalsha(PUBLISH.sha, keys.length, ...keys, ...args).then((id) => {
+      handled()
+      return id
+    }, (error: unknown) => {
+      const message = String((error as Error)?.message)
+      if (message.startsWith('NOSCRIPT')) {
+        if (this.held === null) {
+          const held: Array<() => void> = this.held = []
+          void this.lastSent.then(() => {
+            this.held = null
+            for (const send of held) send()
+          })
+        }
+        const sent = this.client.eval(PUBLISH.source, keys.length, ...keys, ...args)
+        handled()
+        return sent.catch(resent)
+      }
+      handled()
+      return resent(error)
+    })
   }
 
   /**
