@@ -93,6 +93,14 @@ t.test('races', redisAvailable(), async (t) => {
     await t.rejects(a.app.sse.publish('script-wrong', { data: 1 }), { code: 'FST_ERR_SSE_BROKER', cause: { message: /WRONGTYPE/ } })
     t.equal(await calls('evalsha'), evalshas + 1, 'EVALSHA ran, and failed')
     t.equal(await calls('eval'), evals, 'the error is not taken for NOSCRIPT: the script is not sent again')
+    // The claim of a piped topic runs its script the same way.
+    await a.app.sse.pipe('claim-ok', [{ data: 1 }])
+    await admin.hset('sse:{claim-wrong}:p', 'field', 'a hash')
+    const claimEvals = await calls('eval')
+    const claimEvalshas = await calls('evalsha')
+    await t.rejects(a.app.sse.pipe('claim-wrong', [{ data: 1 }]), { code: 'FST_ERR_SSE_BROKER', cause: { message: /WRONGTYPE/ } })
+    t.equal(await calls('evalsha'), claimEvalshas + 1, 'the claim ran, and failed')
+    t.equal(await calls('eval'), claimEvals, 'and was not sent again')
   })
 
   t.test('events a sync delivered first are not delivered again when the reader reads them', async (t) => {
