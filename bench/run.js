@@ -10,7 +10,7 @@
 //          --redis-phases=fanout,commands,restart (a part of it)
 //          --fanout-clients=N,M  --idle-clients=N  --connect-ms=N  --storm-clients=N
 //                     (override the counts of the chosen mode)
-//          --profile  (fastify-sse-stream servers run with --cpu-prof into bench/out/prof/)
+//          --profile  (every server runs with --cpu-prof into bench/out/prof/)
 //          --dist=DIR (load this plugin from DIR/index.js: a build with a proposed patch)
 //          --label=TEXT (names the JSON and Markdown output)
 //
@@ -187,7 +187,7 @@ let rpcId = 0
 
 async function startServer (subject) {
   const execArgv = ['--expose-gc']
-  if (args.profile === true && (subject === OURS || subject === HUB || subject.startsWith('patched'))) {
+  if (args.profile === true) {
     mkdirSync(profDir, { recursive: true })
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`)
   }
