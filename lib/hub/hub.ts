@@ -30,8 +30,11 @@ export const MAX_TOPICS = 256
 // eslint-disable-next-line no-control-regex
 const TOPIC_UNSAFE = /[\x00-\x1f\x7f]/
 // Subscribers flushed per macrotask: publishes keep arriving between slices, and the next write
-// to each socket carries all of them.
-const SLICE = 256
+// to each socket carries all of them. 1,024 (a few ms of writes): a pass over a thousand sockets
+// takes one turn, as a hand-written loop would (slices of 256 put the last quarter three turns
+// behind: p99 latency 1.42x node:http's at 1,000 clients against 0.96x, in one run), and a pass
+// over thousands still leaves the loop every few ms (5,000 clients x 50/s stays on schedule).
+const SLICE = 1024
 // Events per page read from a shared broker, for a cursor older than the topic's cache.
 export const PAGE = 512
 
