@@ -127,13 +127,19 @@ t.test('a cursor whose own event the broker trimmed: served when the next one is
   trimmed.destroy()
 })
 
-t.test('a page read for a client that has left is dropped when it arrives', async (t) => {
-  const { app, logs, control, url } = await pagingApp(t)
-  await publish(app, 20)
-  control.hold = true
-  const reading = control.reading
-  const reader = await subscribe(url, { lastEventId: '0-0' })
+/** 20 events, the cache holding 5, and a client at the origin whose first page read is held. */
+async function heldRead (t: Test) {
+  const paging = await pagingApp(t)
+  await publish(paging.app, 20)
+  paging.control.hold = true
+  const reading = paging.control.reading
+  const reader = await subscribe(paging.url, { lastEventId: '0-0' })
   await within(reading, 5000, 'the read')
+  return { ...paging, reader }
+}
+
+t.test('a page read for a client that has left is dropped when it arrives', async (t) => {
+  const { app, logs, control, reader } = await heldRead(t)
   reader.destroy()
   await logs.waitFor((l) => l.sse?.reason === 'client-closed')
   t.equal(app.sse.stats().streams.open, 0, 'the stream has ended')
@@ -144,12 +150,7 @@ t.test('a page read for a client that has left is dropped when it arrives', asyn
 })
 
 t.test('a read that fails once the app has closed is not retried: its waiters are dropped', async (t) => {
-  const { app, logs, control, url } = await pagingApp(t)
-  await publish(app, 20)
-  control.hold = true
-  const reading = control.reading
-  const reader = await subscribe(url, { lastEventId: '0-0' })
-  await within(reading, 5000, 'the read')
+  const { app, logs, control, reader } = await heldRead(t)
   await app.close()
   control.fail()
   await logs.waitFor((l) => typeof l.msg === 'string' && l.msg.includes('older history could not be read'))
