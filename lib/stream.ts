@@ -80,6 +80,13 @@ function onConnectionClose (this: Carrier): void {
 function onResponseDrain (this: Carrier): void {
   this[kStream]!.drained()
 }
+// The stream that writes its chunks to a socket (see open()): a key of its own, since a pipelined
+// response queued behind it takes the socket's kStream while this one still writes.
+const kChunked = Symbol('fastify-sse-stream.chunked')
+interface ChunkCarrier { [kChunked]?: SseStream }
+function onSocketDrain (this: ChunkCarrier): void {
+  this[kChunked]!.drained()
+}
 // A pipelined response was given the socket: its write deadline may start now.
 function onResponseSocket (this: Carrier): void {
   this[kStream]!.armDeadline()
@@ -91,21 +98,18 @@ export function chunkHead (length: number): string {
   return length.toString(16) + '\r\n'
 }
 function uncork (socket: Socket): void { socket.uncork() }
-// The sockets of the streams opened in this turn, uncorked together at its end by one Immediate.
-let corked: Array<Socket & Carrier> = []
+// The streams opened in this turn, their sockets uncorked together at its end by one Immediate.
+let corked: SseStream[] = []
 
-function uncorkLater (socket: Socket): void {
-  if (corked.push(socket) === 1) setImmediate(uncorkAll)
+function uncorkLater (stream: SseStream): void {
+  if (corked.push(stream) === 1) setImmediate(uncorkAll)
 }
 
 // The end of the turn in which streams opened: their opening lines go out now if no frame took them.
 function uncorkAll (): void {
-  const sockets = corked
+  const streams = corked
   corked = []
-  for (const socket of sockets) {
-    socket[kStream]?.flushOpening()
-    socket.uncork()
-  }
+  for (const stream of streams) stream.endFirstTurn()
 }
 
 // How long a shutdown waits for what the ended streams wrote to leave their sockets.
@@ -316,7 +320,7 @@ export class SseStream {
     // sink's first send(), a source's first event) still leave with the head, in one packet.
     this.socket?.cork()
     res.flushHeaders()
-    if (this.socket !== null) uncorkLater(this.socket)
+    if (this.socket !== null) uncorkLater(this)
     // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted.
     const bodiless = request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304
     // Once the head is out and the response holds its socket, frames go to the socket as chunks
@@ -326,7 +330,8 @@ export class SseStream {
     // Not for HTTP/1.0 (no chunks), HTTP/2, inject(), or a pipelined response waiting its turn.
     if (this.socket !== null && res.chunkedEncoding && res.socket === this.socket && !bodiless) {
       this.chunked = this.socket
-      this.socket.on('drain', onResponseDrain)
+      ;(this.socket as Socket & ChunkCarrier)[kChunked] = this
+      this.socket.on('drain', onSocketDrain)
     } else {
       res.on('drain', onResponseDrain)
     }
@@ -405,6 +410,12 @@ export class SseStream {
     return this.writeShared(chunk.subarray(head.length, head.length + size), chunk, events)
   }
 
+  /** The end of the turn the stream opened in: its opening lines go out, and its socket uncorks. */
+  endFirstTurn (): void {
+    this.flushOpening()
+    this.socket!.uncork()
+  }
+
   /** Writes the opening lines if no frame has taken them yet (see open()). */
   flushOpening (): void {
     if (this.opening === '') return
@@ -481,9 +492,9 @@ export class SseStream {
   writeShared (frames: Buffer, chunk: Buffer, events: number): boolean {
     const socket = this.chunked
     // (Never while a large frame's rest waits: the socket is full then, and a subscriber writes
-    // only once it drains. Nor before the opening lines: they go out at the end of the turn the
-    // stream opened in, before any flush of the hub.)
-    if (socket === null || frames.length > PIECE) return this.writeFrames(frames, events)
+    // only once it drains.) A hub pass that was due before the stream opened can run before the end
+    // of its first turn: the opening lines go first, through write().
+    if (socket === null || frames.length > PIECE || this.opening !== '') return this.writeFrames(frames, events)
     this.events += events
     this.lastWrite = Math.floor(performance.now())
     this.bytes += frames.length
@@ -561,7 +572,11 @@ export class SseStream {
     const { res, socket } = this
     res.off('close', onConnectionClose)
     res.off('drain', onResponseDrain)
-    this.chunked?.off('drain', onResponseDrain)
+    const chunked = this.chunked as (Socket & ChunkCarrier) | null
+    if (chunked !== null) {
+      chunked.off('drain', onSocketDrain)
+      chunked[kChunked] = undefined
+    }
     res.off('socket', onResponseSocket)
     if (socket !== null) {
       socket.off('close', onConnectionClose)
