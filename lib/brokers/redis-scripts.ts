@@ -27,7 +27,7 @@ end
 /**
  * Publish: one round trip. KEYS: stream, meta[, idempotency]. ARGV: body, event JSON ('' for none),
  * end ('1' or '0'), MAXLEN, max age in ms (0: none), stream ttl, meta ttl, idempotency ttl, the
- * broker's node id, its publish sequence number.
+ * broker's node id, its publish sequence number, and '1' for the EVAL sent after a NOSCRIPT.
  * Assigns o = head o + 1 and t = max(server time, head t), appends with the id t-o, trims by count
  * and by age, and returns the id (a retry with a known idempotency key returns the first one's).
  *
@@ -36,7 +36,11 @@ end
  * applied to the topic, and each entry its token "<node> <seq>" in field `p`. One connection's
  * commands run in order, so a node's sequence numbers applied to a topic only grow: one not above
  * the recorded one was applied already. The recorded one answers its id; an older one is looked
- * for among the topic's newest MAXLEN entries, and answers an error when it is not there.
+ * for among the topic's newest MAXLEN entries, and answers an error when it is not there; except for
+ * an EVAL sent after NOSCRIPT: the EVALSHA did not run, and another process may have loaded the
+ * script meanwhile, so that a later publish of this node ran first. Not found, it is a new event
+ * (appended; the node's field keeps the later number). Found, it is a re-send whose first run
+ * happened before a restart that flushed the scripts, and answers the first id.
  * A node's field is added on its first publish to the topic; then, with more than 16 nodes, the
  * fields of nodes that have not published to it for the idempotency ttl are dropped.
  */
@@ -48,17 +52,19 @@ if r then
 end
 local nf, seq, token = 'n:' .. ARGV[9], tonumber(ARGV[10]), ARGV[9] .. ' ' .. ARGV[10]
 local mine = redis.call('HGET', m, nf)
+local keep
 if mine then
   local space = string.find(mine, ' ', 1, true)
   local last = tonumber(string.sub(mine, 1, space - 1))
   if seq <= last then
     local lastId = string.sub(mine, space + 1)
     if seq == last then return lastId end
-    for _, entry in ipairs(redis.call('XREVRANGE', s, lastId, '-', 'COUNT', ARGV[4])) do
+    for _, entry in ipairs(redis.call('XREVRANGE', s, '+', '-', 'COUNT', ARGV[4])) do
       local f = entry[2]
       if f[#f - 1] == 'p' and f[#f] == token then return entry[1] end
     end
-    return redis.error_reply('ERR fastify-sse-stream RESENT')
+    if ARGV[11] ~= '1' then return redis.error_reply('ERR fastify-sse-stream RESENT') end
+    keep = mine
   end
 end
 local t, o = head(s, m)
@@ -92,7 +98,7 @@ if not mine and redis.call('HLEN', m) > 18 then
     end
   end
 end
-redis.call('HSET', m, 'o', string.format('%.0f', o), 't', string.format('%.0f', t), nf, ARGV[10] .. ' ' .. id)
+redis.call('HSET', m, 'o', string.format('%.0f', o), 't', string.format('%.0f', t), nf, keep or (ARGV[10] .. ' ' .. id))
 redis.call('PEXPIRE', s, ARGV[6])
 redis.call('PEXPIRE', m, ARGV[7])
 if r then redis.call('SET', r, id, 'PX', ARGV[8]) end

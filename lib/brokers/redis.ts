@@ -320,7 +320,7 @@ export class RedisBroker implements HubBroker {
     const keys = [base + ':s', base + ':m']
     if (record.key !== undefined) keys.push(base + ':r:' + record.key)
     const event = this.storeEvent && record.event !== undefined ? JSON.stringify(record.event) : ''
-    const args = [record.body, event, record.end === true ? '1' : '0', this.maxLen, this.maxAge, this.ttl, this.metaTtl, this.idempotencyTtl, this.node, ++this.seq]
+    const args = [record.body, event, record.end === true ? '1' : '0', this.maxLen, this.maxAge, this.ttl, this.metaTtl, this.idempotencyTtl, this.node]
     this.stats.publishes++
     const started = Date.now()
     return this.command(() => this.publish(keys, args, started)).then((id) => parseEntryId(String(id)))
@@ -345,7 +345,10 @@ export class RedisBroker implements HubBroker {
     }
     let handled!: () => void
     this.lastSent = new Promise((resolve) => { handled = resolve })
-    return this.client.evalsha(PUBLISH.sha, keys.length, ...keys, ...args).then((id) => {
+    // Numbered as it is sent: the order of the numbers is the order on the connection (a publish
+    // that waited for the client to be ready is sent, and numbered, after those that did not).
+    const seq = ++this.seq
+    return this.client.evalsha(PUBLISH.sha, keys.length, ...keys, ...args, seq, '0').then((id) => {
       handled()
       return id
     }, (error: unknown) => {
@@ -358,7 +361,10 @@ export class RedisBroker implements HubBroker {
             for (const send of held) send()
           })
         }
-        const sent = this.client.eval(PUBLISH.source, keys.length, ...keys, ...args)
+        // The same number: a re-sent command whose first run came before a restart is still
+        // recognised. Marked as a fallback: if its number is found neither as the last nor in the
+        // stream, it never ran, and is new (see the PUBLISH script).
+        const sent = this.client.eval(PUBLISH.source, keys.length, ...keys, ...args, seq, '1')
         handled()
         return sent.catch(resent)
       }

@@ -136,6 +136,31 @@ t.test('with Redis', redisAvailable(), async (t) => {
     t.equal(await c.xlen('sse:{gone}:s'), length, 'nothing stored')
   })
 
+  t.test('an EVAL sent after NOSCRIPT for a command that never ran, behind a later one of its node: stored as new', async (t) => {
+    const { app, recorder } = await node(t, redis)
+    const c = recorder.redis
+    const a = await app.sse.publish('fallback', { data: 'a' })
+    // The second publish never reaches Redis (as if its EVALSHA met NOSCRIPT and its EVAL waits).
+    recorder.next = () => Promise.reject(new Error('not sent'))
+    await t.rejects(app.sse.publish('fallback', { data: 'b' }), { code: 'FST_ERR_SSE_BROKER' })
+    const never = recorder.sent[1]!
+    // A later publish of this node runs first (another process loaded the script meanwhile).
+    const later = await app.sse.publish('fallback', { data: 'c' })
+    // As a re-send (not a fallback), a number below the last one, not in the stream, is an error.
+    await t.rejects(recorder.again(never), /RESENT/)
+    // As the EVAL after NOSCRIPT, it never ran: a new event.
+    const fallback = [...never]
+    fallback[fallback.length - 1] = '1'
+    const id = String(await c.eval(PUBLISH.source, ...fallback as [number]))
+    t.not(id, a)
+    t.not(id, later)
+    t.same((await stored(c, 'fallback')).map(([, data]) => data), ['a', 'c', 'b'], 'stored once, after the later one')
+    // The node's field keeps the later number: a re-send of that one still answers its first id.
+    t.equal(await recorder.again(recorder.sent[2]!), later)
+    // And the fallback sent twice is found the second time.
+    t.equal(String(await c.eval(PUBLISH.source, ...fallback as [number])), id)
+  })
+
   t.test('after NOSCRIPT, a publish waits for the fallbacks of those sent before it: their order is kept', async (t) => {
     const { app, recorder } = await node(t, redis)
     const c = recorder.redis
