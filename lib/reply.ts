@@ -133,7 +133,7 @@ export function replyDecorators (state: PluginState): {
       stream.refused(refuse(state, this))
     } else {
       try {
-        stream.open(this)
+        stream.open(this, false)
       } catch (error) {
         return failedBeforeOpen(this, error)
       }

@@ -101,6 +101,7 @@ export class Sink implements SseSink<EventObject>, Producer {
   [kRelease] (): void {
     this.waiter?.(false)
     this.waiter = null
+    if (this.queue.length === 0) return
     for (const queued of this.queue) queued.resolve(false)
     this.queue.length = 0
   }

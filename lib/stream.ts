@@ -46,23 +46,50 @@ function cacheControl (value: OutgoingHttpHeaders[string]): string {
   return directives.join(', ')
 }
 
+const HEAD: OutgoingHttpHeaders = Object.freeze({
+  'content-type': 'text/event-stream',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no'
+})
+const KEEP_ALIVE_HEAD: OutgoingHttpHeaders = Object.freeze({ ...HEAD, connection: 'keep-alive' })
+
+function isEmpty (headers: OutgoingHttpHeaders): boolean {
+  for (const _ in headers) return false
+  return true
+}
+
 /**
- * Headers every stream sends, over those set earlier by hooks and plugins (CORS, say).
- * `keepAlive` is whether to say `Connection: keep-alive` (HTTP/1.1 only); `http2` drops the
- * connection-specific headers a hook may have set.
+ * Headers every stream sends, over those set earlier by hooks and plugins (CORS, say), on the
+ * reply or on its raw response. `keepAlive` is whether to say `Connection: keep-alive` (HTTP/1.1
+ * only); `http2` drops the connection-specific headers a hook may have set.
  */
 function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean): OutgoingHttpHeaders {
+  // The reply's headers and its raw response's.
   const headers = reply.getHeaders() as OutgoingHttpHeaders
+  // Most streams: the app set none, and the head is one of two objects made once (Node only reads it).
+  if (isEmpty(headers)) return keepAlive ? KEEP_ALIVE_HEAD : HEAD
   // A stream has no length, and it is never compressed: a compressor would hold events back.
-  if (headers['content-length'] !== undefined) delete headers['content-length']
-  if (headers['content-encoding'] !== undefined) delete headers['content-encoding']
-  delete headers['transfer-encoding']
+  // writeHead() merges its headers into those already set on the raw response (by middleware,
+  // say): remove these there as well, or they would still go out. (Never transfer-encoding:
+  // removing it, even when absent, turns chunked framing off.)
+  const res = reply.raw
+  if (headers['content-length'] !== undefined) {
+    delete headers['content-length']
+    if (res.hasHeader('content-length')) res.removeHeader('content-length')
+  }
+  if (headers['content-encoding'] !== undefined) {
+    delete headers['content-encoding']
+    if (res.hasHeader('content-encoding')) res.removeHeader('content-encoding')
+  }
+  if (headers['transfer-encoding'] !== undefined) delete headers['transfer-encoding']
   // Exactly this value: fetch-event-source's documented onopen check compares it with ===.
   headers['content-type'] = 'text/event-stream'
   headers['cache-control'] = cacheControl(headers['cache-control'])
   // An app that sets it has chosen; by default, nginx must not buffer the stream.
   headers['x-accel-buffering'] ??= 'no'
-  if (http2) for (const name of HOP_BY_HOP) delete headers[name]
+  if (http2) {
+    for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name]
+  }
   else if (keepAlive) headers.connection = 'keep-alive'
   return headers
 }
@@ -110,6 +137,10 @@ function uncorkAll (): void {
   const streams = corked
   corked = []
   for (const stream of streams) stream.endFirstTurn()
+}
+
+function endFirstTick (stream: SseStream): void {
+  stream.endFirstTurn()
 }
 
 // How long a shutdown waits for what the ended streams wrote to leave their sockets.
@@ -202,6 +233,10 @@ export class SseStream {
   private lastWrite = 0
   private started = 0
   private waitingForDrain = false
+  // Whether the drain listener is on (see pressed()).
+  private drainWatched = false
+  // Whether the stream opened as a pipelined response queued behind another (see open()).
+  private queued = false
   // What is left of a frame written in pieces (see PIECE), sent as the socket drains.
   private rest: string | Buffer = ''
   // Whether a drain came since the write deadline was armed or last looked.
@@ -276,8 +311,12 @@ export class SseStream {
     this.abort(reason)
   }
 
-  /** Hijacks the reply, sends the headers at once, and starts watching the connection. */
-  open (reply: FastifyReply): void {
+  /**
+   * Hijacks the reply, sends the headers at once, and starts watching the connection. `wholeTurn`:
+   * the head waits for frames written until the end of the turn (a source's first event comes
+   * after a few microtasks), else until the end of the tick (a sink's first send() comes in it).
+   */
+  open (reply: FastifyReply, wholeTurn = true): void {
     const { res, options, plugin } = this
     // Admission control first: refused, the stream has taken nothing, and Fastify answers.
     this.key = plugin.admit(reply)
@@ -285,11 +324,6 @@ export class SseStream {
     const version = request.raw.httpVersionMajor
     const http1 = version < 2
     // Before hijack(): should a header set by the app be invalid, Fastify still answers the error.
-    // writeHead() merges its headers into those already set on the raw response (by middleware,
-    // say): remove these there as well, or they would still go out. (Never transfer-encoding:
-    // removing it, even when absent, turns chunked framing off.)
-    if (res.hasHeader('content-length')) res.removeHeader('content-length')
-    if (res.hasHeader('content-encoding')) res.removeHeader('content-encoding')
     // HTTP/1.0 has no chunked framing: its stream ends by closing, never kept alive.
     const keepAlive = version === 1 && request.raw.httpVersionMinor >= 1 && res.shouldKeepAlive
     res.writeHead(reply.statusCode, streamHeaders(reply, keepAlive, !http1))
@@ -305,8 +339,13 @@ export class SseStream {
     if (http1 && socket !== null && typeof socket.setNoDelay === 'function') {
       this.socket = socket
       socket.setNoDelay(true)
-      ;(socket as Socket & Carrier)[kStream] = this
-      socket.on('close', onConnectionClose)
+      // A response that holds its socket closes with it. A pipelined one, queued behind another,
+      // does not: until it has the socket, the socket's close is its disconnect signal.
+      if (res.socket !== socket) {
+        this.queued = true
+        ;(socket as Socket & Carrier)[kStream] = this
+        socket.on('close', onConnectionClose)
+      }
     }
     // A not-found handler has no route URL.
     this.route = request.routeOptions.url ?? ''
@@ -320,7 +359,10 @@ export class SseStream {
     // sink's first send(), a source's first event) still leave with the head, in one packet.
     this.socket?.cork()
     res.flushHeaders()
-    if (this.socket !== null) uncorkLater(this)
+    if (this.socket !== null) {
+      if (wholeTurn) uncorkLater(this)
+      else process.nextTick(endFirstTick, this)
+    }
     // A HEAD, 204 or 304 response has no body: Node drops every write and reports it accepted.
     const bodiless = request.raw.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304
     // Once the head is out and the response holds its socket, frames go to the socket as chunks
@@ -330,10 +372,6 @@ export class SseStream {
     // Not for HTTP/1.0 (no chunks), HTTP/2, inject(), or a pipelined response waiting its turn.
     if (this.socket !== null && res.chunkedEncoding && res.socket === this.socket && !bodiless) {
       this.chunked = this.socket
-      ;(this.socket as Socket & ChunkCarrier)[kChunked] = this
-      this.socket.on('drain', onSocketDrain)
-    } else {
-      res.on('drain', onResponseDrain)
     }
     // The opening lines, each without a blank line: a retry field takes effect as soon as its line
     // is read, and a blank line would make fetch-event-source fire an empty message (as it does
@@ -381,7 +419,8 @@ export class SseStream {
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval.
     this.lastWrite = Math.floor(performance.now())
-    this.bytes += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
+    const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
+    this.bytes += size
     // While the rest of a large frame waits (see PIECE), the socket is full: every producer waits
     // for the drain that sends it, and a heartbeat skips a full socket. A frame written in the same
     // turn (a subscription's priming id after its long comment) goes behind that rest, not into it.
@@ -392,10 +431,11 @@ export class SseStream {
     if (this.opening !== '') {
       const opening = this.opening
       this.opening = ''
-      if (typeof frame === 'string') return this.send(opening + frame)
-      this.out(opening)
+      // ASCII: as many bytes as characters.
+      if (typeof frame === 'string') return this.send(opening + frame, opening.length + size)
+      this.out(opening, opening.length)
     }
-    return this.send(frame)
+    return this.send(frame, size)
   }
 
   /** Writes frames made of parts (the hub's, for one subscriber): copied once, into one chunk. */
@@ -424,8 +464,9 @@ export class SseStream {
   }
 
   /** Hands `text` to the response, in pieces of at most PIECE units; false when the socket is full. */
-  private send (text: string | Buffer): boolean {
+  private send (text: string | Buffer, size: number): boolean {
     while (text.length > PIECE) {
+      size = -1
       // Never between the two halves of a surrogate pair: each piece is encoded on its own.
       const cut = typeof text === 'string' && isHighSurrogate(text.charCodeAt(PIECE - 1)) ? PIECE - 1 : PIECE
       const ok = this.out(text.slice(0, cut))
@@ -436,13 +477,16 @@ export class SseStream {
         return false
       }
     }
-    if (this.out(text)) return true
+    if (this.out(text, size)) return true
     this.pressed()
     return false
   }
 
-  /** One write to the response, or to the socket as a chunk framed here (see open()). */
-  private out (data: string | Buffer): boolean {
+  /**
+   * One write to the response, or to the socket as a chunk framed here (see open()). `size`: the
+   * bytes of `data`, when known (-1 when not).
+   */
+  private out (data: string | Buffer, size = -1): boolean {
     const socket = this.chunked
     if (socket === null) return this.res.write(data)
     // A chunk of no bytes would end the body.
@@ -452,7 +496,7 @@ export class SseStream {
       socket.cork()
       process.nextTick(uncork, socket)
     }
-    if (typeof data === 'string') return socket.write(chunkHead(Buffer.byteLength(data)) + data + '\r\n')
+    if (typeof data === 'string') return socket.write(chunkHead(size < 0 ? Buffer.byteLength(data) : size) + data + '\r\n')
     socket.write(chunkHead(data.length), 'latin1')
     socket.write(data)
     return socket.write(CRLF)
@@ -464,11 +508,24 @@ export class SseStream {
     // after its long comment): one deadline, and one listener for a response still without socket.
     if (this.backpressured) return
     this.backpressured = true
+    // The drain is listened for from the first time the socket fills: most streams never fill it.
+    if (!this.drainWatched) this.watchDrain()
     if (this.options.writeTimeout === 0) return
     // A pipelined HTTP/1.1 response waits for the one before it to end: no drain can come until it
     // has the socket, so its deadline starts then (Node flushes what it buffered, then drains).
     if (this.res.socket === null) this.res.once('socket', onResponseSocket)
     else this.armDeadline()
+  }
+
+  private watchDrain (): void {
+    this.drainWatched = true
+    const socket = this.chunked as (Socket & ChunkCarrier) | null
+    if (socket === null) {
+      this.res.on('drain', onResponseDrain)
+    } else {
+      socket[kChunked] = this
+      socket.on('drain', onSocketDrain)
+    }
   }
 
   /** Starts the write deadline of a stream that waits for a drain. */
@@ -571,18 +628,21 @@ export class SseStream {
     clearTimeout(this.deadlineTimer)
     const { res, socket } = this
     res.off('close', onConnectionClose)
-    res.off('drain', onResponseDrain)
-    const chunked = this.chunked as (Socket & ChunkCarrier) | null
-    if (chunked !== null) {
-      chunked.off('drain', onSocketDrain)
-      chunked[kChunked] = undefined
+    if (this.drainWatched) {
+      const chunked = this.chunked as (Socket & ChunkCarrier) | null
+      if (chunked === null) {
+        res.off('drain', onResponseDrain)
+      } else {
+        chunked.off('drain', onSocketDrain)
+        chunked[kChunked] = undefined
+      }
+      res.off('socket', onResponseSocket)
     }
-    res.off('socket', onResponseSocket)
-    if (socket !== null) {
-      socket.off('close', onConnectionClose)
+    if (this.queued) {
+      const carrier = socket as Socket & Carrier
+      carrier.off('close', onConnectionClose)
       // The socket outlives the stream on a keep-alive connection (and a pipelined stream behind
       // this one may have taken it over).
-      const carrier = socket as Socket & Carrier
       if (carrier[kStream] === this) carrier[kStream] = undefined
     }
     this.waitingForDrain = false
@@ -655,7 +715,7 @@ export class SseStream {
       this.rest = ''
       // Should the next piece fill the socket again, the deadline runs on and sees this progress.
       this.backpressured = false
-      if (!this.send(rest)) return
+      if (!this.send(rest, -1)) return
     }
     this.backpressured = false
     clearTimeout(this.deadlineTimer)

@@ -95,7 +95,7 @@ t.test('headers', async (t) => {
     t.equal(res.body, ': heartbeat=15000\ndata: x\n\n')
   })
 
-  t.test('replace a content type, length or encoding set earlier', async (t) => {
+  t.test('replace a content type, length, encoding or transfer encoding set earlier', async (t) => {
     const app = Fastify()
     t.teardown(() => app.close())
     await app.register(sse)
@@ -103,11 +103,13 @@ t.test('headers', async (t) => {
       .header('content-type', 'application/json; charset=utf-8')
       .header('content-length', '3')
       .header('content-encoding', 'gzip')
+      .header('transfer-encoding', 'identity')
       .sse([{ data: 'longer than three bytes' }]))
     const res = await get(await listen(app))
     t.equal(res.headers['content-type'], 'text/event-stream')
     t.notOk('content-length' in res.headers)
     t.notOk('content-encoding' in res.headers)
+    t.equal(res.headers['transfer-encoding'], 'chunked', 'the body is chunked, as every stream is')
     t.equal(res.body, ': heartbeat=15000\ndata: longer than three bytes\n\n')
   })
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import { build, deferred, frames, holdUntilClosing, isEnd, listen, inDefaultShutdownWindow, logCollector, open, splitShutdownRetry } from './helpers/stream.js'
+import { build, deferred, frames, holdUntilClosing, isEnd, listen, inDefaultShutdownWindow, logCollector, open, silentClient, splitShutdownRetry } from './helpers/stream.js'
 
 const KiB64 = 'x'.repeat(64 * 1024)
 
@@ -107,7 +107,7 @@ t.test('disconnects', async (t) => {
     })
     const client = await open(await listen(app) + '/')
     await client.waitFor(': ping\n')
-    t.equal(res!.listenerCount('drain') + socket!.listenerCount('drain'), before.drain + 1, 'drain listener while open')
+    t.equal(res!.listenerCount('drain') + socket!.listenerCount('drain'), before.drain, 'no drain listener while the socket takes data')
     const timersOpen = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
     client.destroy()
     await done.promise
@@ -116,6 +116,33 @@ t.test('disconnects', async (t) => {
     t.equal(socket!.listenerCount('close'), before.socketClose, 'socket close listeners back to before')
     const timersAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
     t.ok(timersAfter <= timersOpen, 'no timer left behind')
+  })
+
+  t.test('the drain listener comes with the first full socket, and goes with the stream', async (t) => {
+    const { app } = await build(t, { writeTimeout: 5000 })
+    const full = deferred()
+    const done = deferred()
+    let socket: import('node:net').Socket | undefined
+    let before = 0
+    app.get('/', (req, reply) => {
+      socket = req.raw.socket
+      before = socket.listenerCount('drain')
+      const sink = reply.sseSink()
+      sink.done.then(() => done.resolve())
+      // Until the socket is full (the client reads nothing): a turn at a time, as the kernel takes some.
+      const fill = (): void => {
+        for (let i = 0; i < 64 && !socket!.writableNeedDrain; i++) void sink.send({ data: KiB64 })
+        if (socket!.writableNeedDrain) full.resolve()
+        else setImmediate(fill)
+      }
+      fill()
+    })
+    const client = await silentClient(await listen(app) + '/')
+    await full.promise
+    t.equal(socket!.listenerCount('drain'), before + 1, 'one drain listener once the socket is full')
+    client.destroy()
+    await done.promise
+    t.equal(socket!.listenerCount('drain'), before, 'none once the stream has ended')
   })
 })
 
