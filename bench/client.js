@@ -173,6 +173,7 @@ async function idle ({ port, count, timeoutMs, readyOnHead }) {
 
 /** Connect rate: `concurrency` loops of open, first event, close, for `durationMs`. */
 async function connect ({ port, concurrency, durationMs }) {
+  const cpu0 = process.cpuUsage()
   const start = monoMs()
   const deadline = start + durationMs
   const ttfe = []
@@ -205,7 +206,8 @@ async function connect ({ port, concurrency, durationMs }) {
   await Promise.all(Array.from({ length: concurrency }, loop))
   const elapsedMs = monoMs() - start
   closeAll()
-  return { completed: ttfe.length, errors, elapsedMs, ttfe: Float64Array.from(ttfe) }
+  const cpu = process.cpuUsage(cpu0)
+  return { completed: ttfe.length, errors, elapsedMs, ttfe: Float64Array.from(ttfe), clientCpuUs: cpu.user + cpu.system }
 }
 
 /** A client that sends its request and never reads; holds until the parent says close. */

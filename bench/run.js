@@ -337,6 +337,7 @@ async function connect (subject) {
     return {
       connPerSec: r.completed / (r.elapsedMs / 1000),
       cpuUsPerConn: cpu.cpuUs / r.completed,
+      clientCpuUsPerConn: r.clientCpuUs / r.completed,
       p50: percentile(sorted, 50),
       p99: percentile(sorted, 99),
       errors: r.errors
@@ -481,9 +482,10 @@ const TABLES = {
     ['external B/conn', 'externalPerConn', fmt.int, false],
     ['connected', 'connected', fmt.pct, false]
   ]],
-  connect: () => [`### Connect rate: open, first event, close; ${CONFIG.connect.concurrency} concurrent for ${CONFIG.connect.durationMs / 1000} s`, [
+  connect: () => [`### Connect rate: open, first event, close; ${CONFIG.connect.concurrency} concurrent for ${CONFIG.connect.durationMs / 1000} s, after ${CONFIG.connect.warmMs / 1000} s of warm-up`, [
     ['connections/s', 'connPerSec', fmt.int, true],
     ['server CPU µs / conn', 'cpuUsPerConn', fmt.int, true],
+    ['client CPU µs / conn', 'clientCpuUsPerConn', fmt.int, true],
     ['p50 first event ms', 'p50', fmt.f2, false],
     ['p99 first event ms', 'p99', fmt.f2, true],
     ['errors', 'errors', fmt.int, false]

@@ -417,8 +417,9 @@ export class SseStream {
    */
   write (frame: string | Buffer): boolean {
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
-    // write: the timer looks at this when it fires, and waits out the rest of the interval.
-    this.lastWrite = Math.floor(performance.now())
+    // write: the timer looks at this when it fires, and waits out the rest of the interval. (Not
+    // for a first frame that takes the opening lines: it goes out in the tick the stream opened.)
+    if (this.opening === '') this.lastWrite = Math.floor(performance.now())
     const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
     this.bytes += size
     // While the rest of a large frame waits (see PIECE), the socket is full: every producer waits
@@ -625,7 +626,7 @@ export class SseStream {
     const gone = reason === 'client-closed'
     // Once shutdown has begun, that is why the stream ends, whatever ends it first.
     if (this.abortedFor === 'shutdown') reason = 'shutdown'
-    clearTimeout(this.deadlineTimer)
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
     const { res, socket } = this
     res.off('close', onConnectionClose)
     if (this.drainWatched) {

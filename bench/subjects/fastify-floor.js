@@ -11,6 +11,10 @@ const HEADERS = {
   connection: 'keep-alive'
 }
 const QUEUE_LIMIT = 1024
+// "Writes the same frames" (issue 13): the comment line with which this plugin opens a stream by
+// default (its heartbeat interval, for clients to tell a stale connection), so that the client's
+// work is the same and only the server's differs.
+const OPENING = ': heartbeat=15000\n'
 
 function drainOrClose (res) {
   return new Promise((resolve) => {
@@ -40,7 +44,8 @@ export async function start ({ hub }) {
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, HEADERS)
-    res.write('data: ' + HELLO_JSON + '\n\n')
+    // The bytes this plugin sends on /sub by default: its heartbeat advert, then the hello.
+    res.write(OPENING + 'data: ' + HELLO_JSON + '\n\n')
     // One frame string per event, built by the broadcaster, written to every response; frames
     // that arrive while a socket is full wait in a bounded queue, as in the node:http baseline.
     let queue = null
