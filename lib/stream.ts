@@ -66,7 +66,8 @@ function isEmpty (headers: OutgoingHttpHeaders): boolean {
 function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean): OutgoingHttpHeaders {
   // The reply's headers and its raw response's.
   const headers = reply.getHeaders() as OutgoingHttpHeaders
-  // Most streams: the app set none, and the head is one of two objects made once (Node only reads it).
+  // Most streams: the app set none, and the head is one of two objects made once (Node only reads
+  // it; frozen, so that code that would write into it fails instead of changing every later head).
   if (isEmpty(headers)) return keepAlive ? KEEP_ALIVE_HEAD : HEAD
   // A stream has no length, and it is never compressed: a compressor would hold events back.
   // writeHead() merges its headers into those already set on the raw response (by middleware,
@@ -99,16 +100,15 @@ function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean)
 const kStream = Symbol('fastify-sse-stream.stream')
 interface Carrier { [kStream]?: SseStream }
 
+// The response's close and error (a pipelined response still queued has a listener of its own on
+// the socket, see open()).
 function onConnectionClose (this: Carrier): void {
-  // The response's close can run first and detach the stream from its socket while the socket is
-  // still emitting the same close to its own listeners.
-  this[kStream]?.close('client-closed')
+  this[kStream]!.close('client-closed')
 }
 function onResponseDrain (this: Carrier): void {
   this[kStream]!.drained()
 }
-// The stream that writes its chunks to a socket (see open()): a key of its own, since a pipelined
-// response queued behind it takes the socket's kStream while this one still writes.
+// The stream that writes its chunks to a socket (see open()), for the socket's drain listener.
 const kChunked = Symbol('fastify-sse-stream.chunked')
 interface ChunkCarrier { [kChunked]?: SseStream }
 function onSocketDrain (this: ChunkCarrier): void {
@@ -226,8 +226,9 @@ export class SseStream {
   private state = OPEN
   /** Bytes written (the head not included). */
   bytes = 0
-  // The opening lines, held until the first frame written in the turn the stream opens, which
-  // carries them in the same chunk (one write less per stream), or until the end of that turn.
+  // The opening lines, held until the first frame written in the tick (a sink) or turn (a source,
+  // a subscription) the stream opens, which carries them in the same chunk (one write less per
+  // stream), or until the end of that tick or turn (see open()).
   private opening = ''
   // Whole ms of performance.now(): small integers, which a field holds without a heap number.
   private lastWrite = 0
@@ -235,8 +236,8 @@ export class SseStream {
   private waitingForDrain = false
   // Whether the drain listener is on (see pressed()).
   private drainWatched = false
-  // Whether the stream opened as a pipelined response queued behind another (see open()).
-  private queued = false
+  // The socket's close listener of a pipelined response queued behind another (see open()).
+  private onSocketClose: (() => void) | null = null
   // What is left of a frame written in pieces (see PIECE), sent as the socket drains.
   private rest: string | Buffer = ''
   // Whether a drain came since the write deadline was armed or last looked.
@@ -341,10 +342,10 @@ export class SseStream {
       socket.setNoDelay(true)
       // A response that holds its socket closes with it. A pipelined one, queued behind another,
       // does not: until it has the socket, the socket's close is its disconnect signal.
+      // A closure of its own: several such responses may wait on one socket.
       if (res.socket !== socket) {
-        this.queued = true
-        ;(socket as Socket & Carrier)[kStream] = this
-        socket.on('close', onConnectionClose)
+        this.onSocketClose = () => this.close('client-closed')
+        socket.on('close', this.onSocketClose)
       }
     }
     // A not-found handler has no route URL.
@@ -355,8 +356,10 @@ export class SseStream {
     // The head is handed over at once, as a chunk of its own: Node keeps the head it sent, and
     // sent together with a first frame it stays a tree of every header line's pieces (about 450
     // bytes held by each idle stream); sent alone it is made one flat string. The socket stays
-    // corked until the next turn, so that the frames written in this tick and its microtasks (a
-    // sink's first send(), a source's first event) still leave with the head, in one packet.
+    // corked so that the first frames leave with the head, in one packet: a source's until the end
+    // of the turn (its first event comes a few microtasks later), a sink's until the end of the tick,
+    // as the response's own write() does (its first send() comes in the handler; one made after an
+    // await in the handler leaves in a packet of its own).
     this.socket?.cork()
     res.flushHeaders()
     if (this.socket !== null) {
@@ -403,8 +406,9 @@ export class SseStream {
     }
     if (this.endFor !== undefined) plugin.scheduler.watch(this.endAt - started)
     if (channels.streamOpen.hasSubscribers) channels.streamOpen.publish({ request, route: this.route, lastEventId: this.lastEventId })
-    // The client may have left while an async handler awaited: its close events have already fired.
-    if (responseClosed(res)) this.close('client-closed')
+    // The client may have left while an async handler awaited: its close events have already fired
+    // (a pipelined response still queued has no close of its own: its socket tells).
+    if (responseClosed(res) || (this.onSocketClose !== null && this.socket!.destroyed)) this.close('client-closed')
     // A bodiless response would take every frame and never push back on the source.
     else if (bodiless) this.close('done')
     // A token that has expired already: the stream ends at once.
@@ -418,7 +422,8 @@ export class SseStream {
   write (frame: string | Buffer): boolean {
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval. (Not
-    // for a first frame that takes the opening lines: it goes out in the tick the stream opened.)
+    // for a first frame that takes the opening lines: it goes out in the tick or turn the stream
+    // opened, which read the clock.)
     if (this.opening === '') this.lastWrite = Math.floor(performance.now())
     const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
     this.bytes += size
@@ -451,9 +456,13 @@ export class SseStream {
     return this.writeShared(chunk.subarray(head.length, head.length + size), chunk, events)
   }
 
-  /** The end of the turn the stream opened in: its opening lines go out, and its socket uncorks. */
+  /**
+   * The end of the tick (a sink) or turn (a source, a subscription) the stream opened in: its
+   * opening lines go out, unless it has closed (close() wrote them, or the peer is gone), and its
+   * socket uncorks.
+   */
   endFirstTurn (): void {
-    this.flushOpening()
+    if (this.state !== CLOSED) this.flushOpening()
     this.socket!.uncork()
   }
 
@@ -639,13 +648,8 @@ export class SseStream {
       }
       res.off('socket', onResponseSocket)
     }
-    if (this.queued) {
-      const carrier = socket as Socket & Carrier
-      carrier.off('close', onConnectionClose)
-      // The socket outlives the stream on a keep-alive connection (and a pipelined stream behind
-      // this one may have taken it over).
-      if (carrier[kStream] === this) carrier[kStream] = undefined
-    }
+    // The socket outlives the stream on a keep-alive connection.
+    if (this.onSocketClose !== null) socket!.off('close', this.onSocketClose)
     this.waitingForDrain = false
     this.plugin.closed(this, reason)
     this.abort(reason)

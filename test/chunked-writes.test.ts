@@ -8,7 +8,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import { build, listen } from './helpers/stream.js'
-import { within } from './helpers/http.js'
+import { deferred, within } from './helpers/http.js'
 import { subscribe } from './helpers/hub.js'
 
 t.test('a frame that encodes to nothing writes no chunk: the body goes on and ends whole', async (t) => {
@@ -98,4 +98,46 @@ t.test('a hub pass due before a stream opened still sends the stream\'s opening 
     }).on('error', reject)
   })
   t.match(text, /^retry: 3000\n: heartbeat=15000\ndata: old\nid: \S+\n\ndata: now\nid: \S+\n\n$/, 'the opening lines, then the replay and the new event')
+})
+
+t.test('pipelined streams queued behind another: when the client leaves, every one of them ends', async (t) => {
+  const { app } = await build(t, { heartbeat: false })
+  const opened = new Map(['a', 'b', 'c'].map((name) => [name, deferred<{ done: Promise<void> }>()]))
+  for (const name of opened.keys()) {
+    app.get('/' + name, (_req, reply) => { opened.get(name)!.resolve({ done: reply.sseSink().done }) })
+  }
+  const url = new URL(await listen(app))
+  const socket = net.connect(Number(url.port), url.hostname)
+  // /b and /c open while /a holds the socket: their responses wait for it.
+  socket.write([...opened.keys()].map((p) => `GET /${p} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`).join(''))
+  const streams = await Promise.all([...opened.values()].map((d) => d.promise))
+  socket.destroy()
+  await within(Promise.all(streams.map((s) => s.done)), 2000, 'the three streams to end')
+  t.equal(app.sse.stats().ended['client-closed'], 3, 'all three ended as client-closed')
+  t.equal(app.sse.stats().streams.open, 0)
+})
+
+t.test('a pipelined stream that opens after its client left ends at once', async (t) => {
+  const { app } = await build(t, { heartbeat: false })
+  const first = deferred<{ done: Promise<void> }>()
+  const waiting = deferred()
+  const held = deferred()
+  const second = deferred<{ done: Promise<void> }>()
+  app.get('/a', (_req, reply) => { first.resolve({ done: reply.sseSink().done }) })
+  app.get('/b', async (_req, reply) => {
+    waiting.resolve()
+    await held.promise
+    second.resolve({ done: reply.sseSink().done })
+  })
+  const url = new URL(await listen(app))
+  const socket = net.connect(Number(url.port), url.hostname)
+  socket.write(`GET /a HTTP/1.1\r\nHost: ${url.host}\r\n\r\nGET /b HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`)
+  const { done: firstDone } = await first.promise
+  await waiting.promise
+  socket.destroy()
+  // The socket has closed (/a with it) before /b's handler goes on.
+  await firstDone
+  held.resolve()
+  await within((await second.promise).done, 2000, '/b to end')
+  t.equal(app.sse.stats().ended['client-closed'], 2, '/b ended as client-closed, as /a did')
 })
