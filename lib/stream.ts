@@ -90,8 +90,9 @@ function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean)
   headers['x-accel-buffering'] ??= 'no'
   if (http2) {
     for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name]
+  } else if (keepAlive) {
+    headers.connection = 'keep-alive'
   }
-  else if (keepAlive) headers.connection = 'keep-alive'
   return headers
 }
 
@@ -527,6 +528,7 @@ export class SseStream {
     else this.armDeadline()
   }
 
+  /** Listens for the socket's drain (or the response's, when the response writes the frames). */
   private watchDrain (): void {
     this.drainWatched = true
     const socket = this.chunked as (Socket & ChunkCarrier) | null
