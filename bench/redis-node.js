@@ -12,6 +12,8 @@
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { monoMs, payload } from './lib/payload.js'
+import { queuedWriter } from './lib/raw-writer.js'
+import { serveCommands } from './lib/ipc.js'
 
 const [subject, redisPort, cacheArg] = process.argv.slice(2)
 const TOPIC = 'bench'
@@ -21,7 +23,6 @@ const HEADERS = {
   'x-accel-buffering': 'no',
   connection: 'keep-alive'
 }
-const QUEUE_LIMIT = 1024
 
 const client = new Redis({ port: Number(redisPort), host: '127.0.0.1' })
 client.on('error', () => {})
@@ -54,26 +55,8 @@ if (subject === 'hub' || subject === 'hub-keyed') {
     const res = reply.raw
     res.writeHead(200, HEADERS)
     res.flushHeaders()
-    let queue = null
-    const send = (frame) => {
-      if (queue !== null) {
-        if (queue.push(frame) > QUEUE_LIMIT) res.destroy()
-      } else if (!res.write(frame)) {
-        queue = []
-      }
-    }
+    const send = queuedWriter(res)
     locals.add(send)
-    res.on('drain', () => {
-      const q = queue
-      queue = null
-      if (q === null) return
-      for (let i = 0; i < q.length; i++) {
-        if (!res.write(q[i])) {
-          queue = q.slice(i + 1)
-          return
-        }
-      }
-    })
     res.on('close', () => locals.delete(send))
   })
   // Resolves with the number of subscribers Redis handed the message to (the hub: the event's id).
@@ -167,11 +150,4 @@ async function handle (msg) {
   }
 }
 
-process.on('message', (msg) => {
-  handle(msg).then(
-    (value) => process.send({ id: msg.id, value }),
-    (err) => process.send({ id: msg.id, error: String(err?.stack ?? err) })
-  )
-})
-process.on('disconnect', () => process.exit(0))
-process.send({ ready: true, port: app.server.address().port })
+serveCommands(handle, app.server.address().port)

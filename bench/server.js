@@ -2,6 +2,7 @@
 // Usage (by run.js only): node --expose-gc bench/server.js <subject>
 import { Hub } from './lib/hub.js'
 import { counters } from './lib/payload.js'
+import { serveCommands } from './lib/ipc.js'
 
 const subject = process.argv[2]
 const hub = new Hub()
@@ -45,12 +46,4 @@ async function handle (msg) {
   }
 }
 
-process.on('message', (msg) => {
-  handle(msg).then(
-    (value) => process.send({ id: msg.id, value }),
-    (err) => process.send({ id: msg.id, error: String(err?.stack ?? err) })
-  )
-})
-// The parent going away must never leave this server behind.
-process.on('disconnect', () => process.exit(0))
-process.send({ ready: true, port: server.port })
+serveCommands(handle, server.port)

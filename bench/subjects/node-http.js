@@ -1,21 +1,9 @@
 // The baseline: hand-written node:http, pre-formatted frames, backpressure honoured.
 import http from 'node:http'
 import { events, readCount, HELLO_JSON } from '../lib/payload.js'
+import { drainOrClose, queuedWriter } from '../lib/raw-writer.js'
 
 const HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }
-const QUEUE_LIMIT = 1024
-
-function drainOrClose (res) {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done)
-      res.off('close', done)
-      resolve()
-    }
-    res.on('drain', done)
-    res.on('close', done)
-  })
-}
 
 async function stream (req, res) {
   res.writeHead(200, HEADERS)
@@ -30,26 +18,9 @@ async function stream (req, res) {
 function subscribe (hub, req, res) {
   res.writeHead(200, HEADERS)
   res.write('data: ' + HELLO_JSON + '\n\n')
-  // Frames that arrive while the socket is full wait here, up to a bound.
-  let queue = null
-  const remove = hub.add((obj, json, frame) => {
-    if (queue !== null) {
-      if (queue.push(frame) > QUEUE_LIMIT) res.destroy()
-    } else if (!res.write(frame)) {
-      queue = []
-    }
-  })
-  res.on('drain', () => {
-    const q = queue
-    queue = null
-    if (q === null) return
-    for (let i = 0; i < q.length; i++) {
-      if (!res.write(q[i])) {
-        queue = q.slice(i + 1)
-        return
-      }
-    }
-  })
+  // Frames that arrive while the socket is full wait, up to a bound.
+  const write = queuedWriter(res)
+  const remove = hub.add((obj, json, frame) => write(frame))
   res.on('close', remove)
 }
 
