@@ -48,7 +48,8 @@ if (subject === 'hub' || subject === 'hub-keyed') {
   await subscriber.subscribe(TOPIC)
   subscriber.on('message', (channel, message) => {
     const frame = 'data: ' + message + '\n\n'
-    for (const fn of locals) fn(frame)
+    // As the bench's broadcaster calls its subscribers: no object, the JSON, the frame.
+    for (const fn of locals) fn(null, message, frame)
   })
   app.get('/sub', (req, reply) => {
     reply.hijack()

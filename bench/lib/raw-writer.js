@@ -19,9 +19,10 @@ export function drainOrClose (res) {
 }
 
 /**
- * A push-style writer for one response, for a broadcaster: a frame goes to the response while it
- * takes data; while it is full, frames wait in a queue of at most QUEUE_LIMIT, written in order on
- * 'drain'.
+ * One response as a subscriber of the broadcaster (bench/lib/hub.js calls it with the event as an
+ * object, as JSON and as a frame): the frame goes to the response while it takes data; while it
+ * is full, frames wait in a queue of at most QUEUE_LIMIT, written in order on 'drain'. One closure
+ * per response, as when each baseline wrote it inline.
  */
 export function queuedWriter (res) {
   let queue = null
@@ -36,7 +37,7 @@ export function queuedWriter (res) {
       }
     }
   })
-  return (frame) => {
+  return (obj, json, frame) => {
     if (queue !== null) {
       if (queue.push(frame) > QUEUE_LIMIT) res.destroy()
     } else if (!res.write(frame)) {

@@ -36,8 +36,7 @@ export async function start ({ hub }) {
     res.write(OPENING + 'data: ' + HELLO_JSON + '\n\n')
     // One frame string per event, built by the broadcaster, written to every response; frames
     // that arrive while a socket is full wait in a bounded queue (bench/lib/raw-writer.js).
-    const write = queuedWriter(res)
-    const remove = hub.add((obj, json, frame) => write(frame))
+    const remove = hub.add(queuedWriter(res))
     res.on('close', remove)
   })
   await app.listen({ port: 0, host: '127.0.0.1' })

@@ -19,8 +19,7 @@ function subscribe (hub, req, res) {
   res.writeHead(200, HEADERS)
   res.write('data: ' + HELLO_JSON + '\n\n')
   // Frames that arrive while the socket is full wait, up to a bound.
-  const write = queuedWriter(res)
-  const remove = hub.add((obj, json, frame) => write(frame))
+  const remove = hub.add(queuedWriter(res))
   res.on('close', remove)
 }
 
