@@ -639,7 +639,8 @@ export class SseStream {
     if (this.abortedFor === 'shutdown') reason = 'shutdown'
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
     const { res, socket } = this
-    res.off('close', onConnectionClose)
+    // The response's close and error listeners stay: the response ends with the stream, and on a
+    // later close or error they find it closed and do nothing.
     if (this.drainWatched) {
       const chunked = this.chunked as (Socket & ChunkCarrier) | null
       if (chunked === null) {
@@ -690,7 +691,6 @@ export class SseStream {
       if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.destroySoon())
       res.end()
     }
-    // The error listener stays: a late socket error must not become an uncaught exception.
     const level = this.options.logLevel
     const durationMs = Math.round(performance.now() - this.started)
     if (level !== 'silent') {
