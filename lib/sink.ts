@@ -18,7 +18,8 @@ const NOT_WRITTEN = Promise.resolve(false)
  * most `queueLimit` events that drains in order. A caller that awaits `send()` never fills it.
  */
 export class Sink implements SseSink<EventObject>, Producer {
-  private readonly queue: Queued[] = []
+  // Made the first time an event must wait: most sinks never fill their socket.
+  private queue: Queued[] | null = null
   // Resolves the send whose write filled the socket, once it drains.
   private waiter: ((written: boolean) => void) | null = null
   private ending = false
@@ -29,7 +30,7 @@ export class Sink implements SseSink<EventObject>, Producer {
 
   get signal (): AbortSignal { return this.stream.signal }
   get lastEventId (): string | undefined { return this.stream.lastEventId }
-  get pending (): number { return this.queue.length }
+  get pending (): number { return this.queue === null ? 0 : this.queue.length }
   get closed (): boolean { return this.stream.closed }
   get done (): Promise<void> { return this.stream.done }
 
@@ -48,7 +49,7 @@ export class Sink implements SseSink<EventObject>, Producer {
   end (): void {
     if (this.ending || this.stream.closed) return
     this.ending = true
-    if (this.queue.length === 0 && !this.stream.backpressured) this.stream.close('ended')
+    if (this.pending === 0 && !this.stream.backpressured) this.stream.close('ended')
     else this.stream.whenDrained()
   }
 
@@ -60,7 +61,8 @@ export class Sink implements SseSink<EventObject>, Producer {
       stream.whenDrained()
       return new Promise((resolve) => { this.waiter = resolve })
     }
-    if (this.queue.length >= stream.options.queueLimit) {
+    const queue = this.queue ??= []
+    if (queue.length >= stream.options.queueLimit) {
       // The client is too slow for this producer: close, so that it reconnects and resumes
       // from its Last-Event-ID, rather than buffer without bound or drop events silently.
       stream.close('overflow')
@@ -69,7 +71,7 @@ export class Sink implements SseSink<EventObject>, Producer {
     // The write that filled the socket may not have been ours (a heartbeat, say): make sure the
     // queue is flushed when it drains. Only the sink waits on drain, so this never displaces anyone.
     stream.whenDrained()
-    return new Promise((resolve) => { this.queue.push({ frame, events, resolve }) })
+    return new Promise((resolve) => { queue.push({ frame, events, resolve }) })
   }
 
   /** The socket drained: settle the send that filled it, write the queue in order, and end if asked. */
@@ -77,8 +79,9 @@ export class Sink implements SseSink<EventObject>, Producer {
     const stream = this.stream
     this.waiter?.(true)
     this.waiter = null
-    while (this.queue.length > 0) {
-      const next = this.queue.shift()!
+    const queue = this.queue
+    while (queue !== null && queue.length > 0) {
+      const next = queue.shift()!
       if (!stream.writeFrames(next.frame, next.events)) {
         this.waiter = next.resolve
         stream.whenDrained()
@@ -101,8 +104,9 @@ export class Sink implements SseSink<EventObject>, Producer {
   [kRelease] (): void {
     this.waiter?.(false)
     this.waiter = null
-    if (this.queue.length === 0) return
-    for (const queued of this.queue) queued.resolve(false)
-    this.queue.length = 0
+    const queue = this.queue
+    if (queue === null || queue.length === 0) return
+    for (const queued of queue) queued.resolve(false)
+    queue.length = 0
   }
 }

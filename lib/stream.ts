@@ -144,6 +144,11 @@ function endFirstTick (stream: SseStream): void {
   stream.endFirstTurn()
 }
 
+// The resolve function of the promise just made with `new Promise(capture)`: one executor for
+// every stream's `done`, instead of a closure (and its context) per stream.
+let captured: (() => void) | null = null
+function capture (resolve: () => void): void { captured = resolve }
+
 // How long a shutdown waits for what the ended streams wrote to leave their sockets.
 const FLUSH_LIMIT = 1000
 
@@ -575,9 +580,12 @@ export class SseStream {
   /** Settles when the stream has ended, for whatever reason. Never rejects. */
   get done (): Promise<void> {
     if (this.donePromise === null) {
-      this.donePromise = this.state === CLOSED
-        ? Promise.resolve()
-        : new Promise((resolve) => { this.resolveDone = resolve })
+      if (this.state === CLOSED) {
+        this.donePromise = Promise.resolve()
+      } else {
+        this.donePromise = new Promise(capture)
+        this.resolveDone = captured
+      }
     }
     return this.donePromise
   }
