@@ -10,7 +10,10 @@
 //          --redis-phases=fanout,commands,restart (a part of it)
 //          --fanout-clients=N,M  --idle-clients=N  --connect-ms=N  --storm-clients=N
 //                     (override the counts of the chosen mode)
-//          --profile  (every server runs with --cpu-prof into bench/out/prof/)
+//          --profile  (every server runs with --cpu-prof into bench/out/prof/; --profile-us=N samples
+//                      every N µs instead of every 1000)
+//          --alloc-prof[=N] (connect: each server's allocations, sampled every N bytes, into bench/out/prof/)
+//          --server-flags=A,B (more Node or V8 flags for every server: --trace-deopt, say)
 //          --dist=DIR (load this plugin from DIR/index.js: a build with a proposed patch)
 //          --label=TEXT (names the JSON and Markdown output)
 //
@@ -35,7 +38,10 @@ const SUBJECTS = {
   'fastify-sse': '@fastify/sse 0.6.0',
   'fastify-sse-replay': '@fastify/sse 0.6.0 + replay',
   'fastify-sse-v2': 'fastify-sse-v2 4.2.2',
-  'better-sse': 'better-sse 0.16.1'
+  'better-sse': 'better-sse 0.16.1',
+  // The floor again, in a process of its own: two identical subjects in the same run show what
+  // the measurement's noise is, beside the gaps it reports (the connect scenario only).
+  'fastify-floor-control': 'Fastify floor again (noise control)'
 }
 const BASELINE = 'node-http'
 // What Fastify itself costs: the limit for any Fastify plugin (issues 10 and 13).
@@ -50,7 +56,8 @@ const PEERS = ['fastify-sse', 'fastify-sse-v2', 'better-sse']
 const PHASES = {
   [HUB]: ['fanout', 'idle', 'storm'],
   'patched-hub': ['fanout', 'idle', 'storm'],
-  'fastify-sse-replay': ['storm']
+  'fastify-sse-replay': ['storm'],
+  'fastify-floor-control': ['connect']
 }
 // Subjects that send no hello frame: a connection is ready once a 200 head is in.
 const READY_ON_HEAD = new Set([HUB, 'patched-hub'])
@@ -72,7 +79,7 @@ const CONFIG = quick
       throughput: { events: 20_000 },
       fanout: { clients: [200], events: 50, rate: 50 },
       idle: { clients: 500 },
-      connect: { concurrency: 50, durationMs: 1500, warmMs: 500 },
+      connect: { concurrency: 50, durationMs: 1500, warmMs: 500, slices: 2 },
       slow: { events: 500_000, stallMs: 1000 },
       storm: { clients: 200, warm: 5, behind: 100, catchUpMs: 10_000 }
     }
@@ -81,7 +88,7 @@ const CONFIG = quick
       throughput: { events: 200_000 },
       fanout: { clients: [1000, 5000], events: 200, rate: 50 },
       idle: { clients: 5000 },
-      connect: { concurrency: 50, durationMs: 5000, warmMs: 2000 },
+      connect: { concurrency: 50, durationMs: 5000, warmMs: 2000, slices: 10 },
       slow: { events: 500_000, stallMs: 3000 },
       // Issue 10: 1,000 clients reconnect at once, each 100 events behind.
       storm: { clients: 1000, warm: 10, behind: 100, catchUpMs: 10_000 }
@@ -91,6 +98,7 @@ if (args['fanout-clients'] !== undefined) CONFIG.fanout.clients = String(args['f
 if (args['idle-clients'] !== undefined) CONFIG.idle.clients = Number(args['idle-clients'])
 if (args['connect-ms'] !== undefined) CONFIG.connect.durationMs = Number(args['connect-ms'])
 if (args['connect-warm-ms'] !== undefined) CONFIG.connect.warmMs = Number(args['connect-warm-ms'])
+if (args['connect-slices'] !== undefined) CONFIG.connect.slices = Number(args['connect-slices'])
 if (args['storm-clients'] !== undefined) CONFIG.storm.clients = Number(args['storm-clients'])
 const ALL_SCENARIOS = ['throughput', 'fanout', 'idle', 'connect', 'slow', 'storm', 'redis']
 const takesPart = (subject, scenario) => (PHASES[subject] ?? ['throughput', 'fanout', 'idle', 'connect', 'slow']).includes(scenario)
@@ -188,9 +196,11 @@ let rpcId = 0
 
 async function startServer (subject) {
   const execArgv = ['--expose-gc']
+  // --server-flags=A,B: more Node or V8 flags for every server (--trace-deopt, say).
+  if (args['server-flags'] !== undefined) execArgv.push(...String(args['server-flags']).split(','))
   if (args.profile === true) {
     mkdirSync(profDir, { recursive: true })
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`)
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${args['profile-us'] ?? 1000}`)
   }
   const child = spawn('server.js', [subject], execArgv, subject.startsWith('patched') ? { BENCH_DIST: dist } : {})
   const { port } = await waitMessage(child, (m) => m?.ready === true, 15_000, `${subject} server start`)
@@ -320,29 +330,75 @@ async function idle (subject) {
   })
 }
 
-async function connect (subject) {
-  const { concurrency, durationMs, warmMs } = CONFIG.connect
-  return withProcesses(subject, 1, async (server, [client]) => {
+/**
+ * Connect rate. Every subject of the run is measured in the same window, in turns: a server per
+ * subject, all up at once, and one client that opens, reads the first event and closes
+ * connections on one of them at a time, in `slices` short turns per subject (ABBA order, so that a
+ * machine that speeds up or slows down over the run weighs on each subject alike). Measured one
+ * after the other in 5 s windows, two identical subjects differed by up to 2 % in one run. Returns
+ * each subject's metrics, summed over its turns.
+ */
+async function connectAll (order) {
+  const { concurrency, durationMs, warmMs, slices } = CONFIG.connect
+  const servers = new Map()
+  let client
+  try {
+    client = await startClient()
+    for (const subject of order) servers.set(subject, await startServer(subject))
     // Warm-up first, unmeasured: compiling and optimising the code a connect runs is paid once per
     // process, not per connect, and a subject with more code would pay more of it in the window.
     if (warmMs > 0) {
-      client.run({ mode: 'connect', port: server.port, concurrency, durationMs: warmMs })
-      await client.result(warmMs + 30_000)
+      for (const subject of order) {
+        client.run({ mode: 'connect', port: servers.get(subject).port, concurrency, durationMs: warmMs })
+        await client.result(warmMs + 30_000)
+      }
     }
-    await server.call({ cmd: 'cpu-start' })
-    client.run({ mode: 'connect', port: server.port, concurrency, durationMs })
-    const r = await client.result(durationMs + 30_000)
-    const cpu = await server.call({ cmd: 'cpu-stop' })
-    const sorted = r.ttfe.sort()
-    return {
-      connPerSec: r.completed / (r.elapsedMs / 1000),
-      cpuUsPerConn: cpu.cpuUs / r.completed,
-      clientCpuUsPerConn: r.clientCpuUs / r.completed,
-      p50: percentile(sorted, 50),
-      p99: percentile(sorted, 99),
-      errors: r.errors
+    // --alloc-prof: each server samples its allocations over the measured turns, written to
+    // bench/out/prof/<subject>.heapprofile; --alloc-prof=N samples every N bytes (1024 by default).
+    if (args['alloc-prof'] !== undefined) {
+      mkdirSync(profDir, { recursive: true })
+      for (const server of servers.values()) await server.call({ cmd: 'alloc-start', interval: args['alloc-prof'] === true ? 1024 : Number(args['alloc-prof']) })
     }
-  })
+    const sums = new Map(order.map((s) => [s, { completed: 0, elapsedMs: 0, cpuUs: 0, userUs: 0, clientCpuUs: 0, errors: 0, ttfe: [] }]))
+    const sliceMs = durationMs / slices
+    for (let i = 0; i < slices; i++) {
+      for (const subject of i % 2 === 0 ? order : [...order].reverse()) {
+        const server = servers.get(subject)
+        const sum = sums.get(subject)
+        await server.call({ cmd: 'cpu-start' })
+        client.run({ mode: 'connect', port: server.port, concurrency, durationMs: sliceMs })
+        const r = await client.result(sliceMs + 30_000)
+        const cpu = await server.call({ cmd: 'cpu-stop' })
+        sum.completed += r.completed
+        sum.elapsedMs += r.elapsedMs
+        sum.cpuUs += cpu.cpuUs
+        sum.userUs += cpu.userUs
+        sum.clientCpuUs += r.clientCpuUs
+        sum.errors += r.errors
+        sum.ttfe.push(r.ttfe)
+      }
+    }
+    if (args['alloc-prof'] !== undefined) {
+      for (const [subject, server] of servers) await server.call({ cmd: 'alloc-stop', file: path.join(profDir, `${subject}.heapprofile`) })
+    }
+    const out = {}
+    for (const [subject, sum] of sums) {
+      const sorted = concatSorted(sum.ttfe)
+      out[subject] = {
+        connPerSec: sum.completed / (sum.elapsedMs / 1000),
+        cpuUsPerConn: sum.cpuUs / sum.completed,
+        userUsPerConn: sum.userUs / sum.completed,
+        clientCpuUsPerConn: sum.clientCpuUs / sum.completed,
+        p50: percentile(sorted, 50),
+        p99: percentile(sorted, 99),
+        errors: sum.errors
+      }
+    }
+    return out
+  } finally {
+    if (client !== undefined) await stop(client.child)
+    for (const server of servers.values()) await stop(server.child)
+  }
 }
 
 async function slow (subject) {
@@ -482,9 +538,10 @@ const TABLES = {
     ['external B/conn', 'externalPerConn', fmt.int, false],
     ['connected', 'connected', fmt.pct, false]
   ]],
-  connect: () => [`### Connect rate: open, first event, close; ${CONFIG.connect.concurrency} concurrent for ${CONFIG.connect.durationMs / 1000} s, after ${CONFIG.connect.warmMs / 1000} s of warm-up`, [
+  connect: () => [`### Connect rate: open, first event, close; ${CONFIG.connect.concurrency} concurrent, ${CONFIG.connect.durationMs / 1000} s per subject in ${CONFIG.connect.slices} turns taken in alternation with the other subjects, after ${CONFIG.connect.warmMs / 1000} s of warm-up`, [
     ['connections/s', 'connPerSec', fmt.int, true],
     ['server CPU µs / conn', 'cpuUsPerConn', fmt.int, true],
+    ['of which user µs', 'userUsPerConn', fmt.f2, true],
     ['client CPU µs / conn', 'clientCpuUsPerConn', fmt.int, true],
     ['p50 first event ms', 'p50', fmt.f2, false],
     ['p99 first event ms', 'p99', fmt.f2, true],
@@ -568,6 +625,10 @@ function targets (results) {
     const r = cr[OURS].connPerSec / cr[FLOOR].connPerSec
     check('server CPU per connect ≤ 1.05× the Fastify floor', c <= 1.05, fmt.ratio(c))
     check('connect rate ≥ 0.97× the Fastify floor', r >= 0.97, fmt.ratio(r))
+    const control = cr['fastify-floor-control']
+    if (control !== undefined) {
+      lines.push(`- (noise control: the floor against itself, rate ${fmt.ratio(control.connPerSec / cr[FLOOR].connPerSec)}, CPU per connect ${fmt.ratio(control.cpuUsPerConn / cr[FLOOR].cpuUsPerConn)})`)
+    }
   }
   // The hub (issue 10). Saturated fan-out (5,000 clients): on schedule and cheap; below that,
   // no dearer and no later than raw node:http.
@@ -656,7 +717,7 @@ async function main () {
   for (const s of scenarios) {
     if (s === 'redis') continue // its own subjects and servers: run after the others, below
     if (s === 'fanout') for (const count of fanCounts) plan.push(['fanout', count, (subject) => fanout(subject, count)])
-    else plan.push([s, undefined, { throughput, idle, connect, slow, storm }[s]])
+    else plan.push([s, undefined, { throughput, idle, slow, storm }[s]])
   }
   const results = {}
   for (const [key, count, fn] of plan) {
@@ -666,6 +727,21 @@ async function main () {
     for (let r = 0; r < CONFIG.runs; r++) {
       // Rotate the order each run, so that no subject always goes first on a warm or busy machine.
       const order = taking.map((_, i) => taking[(i + r) % taking.length])
+      if (key === 'connect') {
+        // All subjects in one window, in turns (see connectAll()).
+        const t0 = Date.now()
+        try {
+          const all = await connectAll(order)
+          for (const subject of order) {
+            runs[subject].push(all[subject])
+            log(`  connect run ${r + 1} ${subject}: ${JSON.stringify(all[subject], (k, v) => typeof v === 'number' ? +v.toPrecision(4) : v)}`)
+          }
+          log(`  connect run ${r + 1}: ${Date.now() - t0} ms`)
+        } catch (err) {
+          log(`  connect run ${r + 1}: FAILED ${err.message}`)
+        }
+        continue
+      }
       for (const subject of order) {
         const t0 = Date.now()
         try {

@@ -3,12 +3,14 @@
 import { Hub } from './lib/hub.js'
 import { counters } from './lib/payload.js'
 import { serveCommands } from './lib/ipc.js'
+import { writeFileSync } from 'node:fs'
 
 const subject = process.argv[2]
 const hub = new Hub()
 // 'patched' and 'patched-hub' are this plugin and its hub loaded from the build named by BENCH_DIST
-// (see run.js --dist).
-const module = subject === 'patched' ? 'fastify-sse-stream' : subject === 'patched-hub' ? 'fastify-sse-stream-hub' : subject
+// (see run.js --dist); 'fastify-floor-control' is the floor once more (a noise control).
+const ALIASES = { patched: 'fastify-sse-stream', 'patched-hub': 'fastify-sse-stream-hub', 'fastify-floor-control': 'fastify-floor' }
+const module = ALIASES[subject] ?? subject
 const { start } = await import(`./subjects/${module}.js`)
 const server = await start({ hub })
 
@@ -22,6 +24,11 @@ function memory () {
   return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
 }
 
+let inspector = null
+function post (method, params) {
+  return new Promise((resolve, reject) => inspector.post(method, params, (err, result) => err ? reject(err) : resolve(result)))
+}
+
 async function handle (msg) {
   switch (msg.cmd) {
     case 'cpu-start':
@@ -30,6 +37,20 @@ async function handle (msg) {
     case 'cpu-stop': {
       const d = process.cpuUsage(cpuStart)
       return { cpuUs: d.user + d.system, userUs: d.user, systemUs: d.system }
+    }
+    case 'alloc-start': {
+      // Allocation sampling (run.js --alloc-prof): every object allocated, collected since or not.
+      const { Session } = await import('node:inspector')
+      inspector = new Session()
+      inspector.connect()
+      await post('HeapProfiler.startSampling', { samplingInterval: msg.interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+      return {}
+    }
+    case 'alloc-stop': {
+      const { profile } = await post('HeapProfiler.stopSampling')
+      inspector.disconnect()
+      writeFileSync(msg.file, JSON.stringify(profile))
+      return {}
     }
     case 'memory':
       return memory()
