@@ -8,6 +8,7 @@
 //   npm run build && node bench/callgrind.js [--subjects=fastify-floor,fastify-sse-stream] \
 //     [--dist=DIR (adds 'patched')] [--ours=DIR] [--warm=1000] [--connects=2000] [--concurrency=10]
 //   node bench/callgrind.js --cpu-prof --connects=20000   # a V8 CPU profile of each server instead
+//   node bench/callgrind.js --cache-sim                    # simulated cache misses per connect too
 import { spawn } from 'node:child_process'
 import { createWriteStream, readFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
@@ -76,7 +77,7 @@ async function run (subject, count, concurrency, outDir) {
     ? spawn(server[0], [...traced, ...server.slice(1)], { env, stdio: ['pipe', 'pipe', 'inherit'] })
     : args['cpu-prof'] === true
     ? spawn(server[0], ['--cpu-prof', `--cpu-prof-dir=${path.join(outDir, 'prof')}`, `--cpu-prof-name=${subject}-${count}.cpuprofile`, ...server.slice(1)], { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    : spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-instr=no', '--separate-threads=yes', ...server], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-instr=no', '--separate-threads=yes', ...(args['cache-sim'] === true ? ['--cache-sim=yes'] : []), ...server], { env, stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d) => { stderr += d })
   // --trace=trace-deopt,trace-opt: V8's trace of the server, in bench/out/callgrind/<subject>.trace
@@ -100,15 +101,28 @@ async function run (subject, count, concurrency, outDir) {
   if (args['cpu-prof'] === true || args.trace !== undefined) return { instructions: 0, errors }
   // One file per thread (<out>-01 is the main thread; the others are V8's compiler and GC
   // helpers, whose work moves between windows with the moment a compile or a major GC lands).
+  // With --cache-sim, the simulated cache misses too: first level (data reads and writes) and
+  // last level (data), which is where a cold object costs a trip to memory.
   let instructions = 0
   let main = 0
+  const misses = { d1: 0, ll: 0, mainD1: 0, mainLL: 0 }
   for (const name of readdirSync(outDir).filter((f) => f.startsWith(path.basename(out) + '-'))) {
-    const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(path.join(outDir, name), 'utf8'))
+    const text = readFileSync(path.join(outDir, name), 'utf8')
+    const m = /^(?:summary|totals): ([\d ]+)/m.exec(text)
     if (m === null) throw new Error(`${subject}: no total in ${name}`)
-    instructions += Number(m[1])
-    if (name.endsWith('-01')) main = Number(m[1])
+    const events = /^events: (.+)$/m.exec(text)[1].trim().split(/\s+/)
+    const values = m[1].trim().split(/\s+/).map(Number)
+    const of = (event) => values[events.indexOf(event)] ?? 0
+    const isMain = name.endsWith('-01')
+    instructions += of('Ir')
+    if (isMain) main = of('Ir')
+    const d1 = of('D1mr') + of('D1mw')
+    const ll = of('DLmr') + of('DLmw')
+    misses.d1 += d1
+    misses.ll += ll
+    if (isMain) { misses.mainD1 = d1; misses.mainLL = ll }
   }
-  return { instructions, main, errors }
+  return { instructions, main, misses, errors }
 }
 
 async function main () {
@@ -134,7 +148,8 @@ async function main () {
     const b = await run(subject, warm + count, concurrency, outDir)
     const perConnect = (b.instructions - a.instructions) / count
     const mainPerConnect = (b.main - a.main) / count
-    rows.push({ subject, perConnect, mainPerConnect, errors: a.errors + b.errors })
+    const missesPerConnect = Object.fromEntries(Object.keys(a.misses).map((k) => [k, (b.misses[k] - a.misses[k]) / count]))
+    rows.push({ subject, perConnect, mainPerConnect, misses: missesPerConnect, errors: a.errors + b.errors })
     console.log(`${subject}: ${Math.round(perConnect).toLocaleString('en-US')} instructions per connect, ${Math.round(mainPerConnect).toLocaleString('en-US')} on the main thread (${a.instructions} / ${a.main} at ${warm}, ${b.instructions} / ${b.main} at ${warm + count}; errors ${a.errors + b.errors})`)
   }
   const floor = rows.find((r) => r.subject === 'fastify-floor')
@@ -142,5 +157,13 @@ async function main () {
   console.log('\n| subject | instructions / connect | vs floor | main thread | vs floor |\n| --- | ---: | ---: | ---: | ---: |')
   for (const r of rows) {
     console.log(`| ${r.subject} | ${Math.round(r.perConnect).toLocaleString('en-US')} | ${ratio(r.perConnect, floor?.perConnect)} | ${Math.round(r.mainPerConnect).toLocaleString('en-US')} | ${ratio(r.mainPerConnect, floor?.mainPerConnect)} |`)
+  }
+  if (args['cache-sim'] === true) {
+    const int = (v) => Math.round(v).toLocaleString('en-US')
+    console.log('\n| subject | data misses, first level / connect | vs floor | last level | vs floor | main thread: first level | last level |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+    for (const r of rows) {
+      const m = r.misses
+      console.log(`| ${r.subject} | ${int(m.d1)} | ${ratio(m.d1, floor?.misses.d1)} | ${int(m.ll)} | ${ratio(m.ll, floor?.misses.ll)} | ${int(m.mainD1)} | ${int(m.mainLL)} |`)
+    }
   }
 }
