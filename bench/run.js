@@ -18,7 +18,8 @@
 //          --label=TEXT (names the JSON and Markdown output)
 //
 // Each subject runs in its own server process; the load comes from separate client processes
-// over 127.0.0.1. Subjects never run at the same time. Every wait is bounded.
+// over 127.0.0.1. Subjects never take load at the same time (in the connect scenario their servers
+// are up together, and the client loads one at a time, in turns). Every wait is bounded.
 import { fork } from 'node:child_process'
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs'
 import os from 'node:os'
