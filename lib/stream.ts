@@ -585,6 +585,7 @@ export class SseStream {
       } else {
         this.donePromise = new Promise(capture)
         this.resolveDone = captured
+        captured = null
       }
     }
     return this.donePromise
