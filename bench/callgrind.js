@@ -110,7 +110,9 @@ async function run (subject, count, concurrency, outDir) {
     const text = readFileSync(path.join(outDir, name), 'utf8')
     const m = /^(?:summary|totals): ([\d ]+)/m.exec(text)
     if (m === null) throw new Error(`${subject}: no total in ${name}`)
-    const events = /^events: (.+)$/m.exec(text)[1].trim().split(/\s+/)
+    const named = /^events: (.+)$/m.exec(text)
+    if (named === null) throw new Error(`${subject}: no events line in ${name}`)
+    const events = named[1].trim().split(/\s+/)
     const values = m[1].trim().split(/\s+/).map(Number)
     const of = (event) => values[events.indexOf(event)] ?? 0
     const isMain = name.endsWith('-01')

@@ -12,7 +12,8 @@
 //                     (override the counts of the chosen mode)
 //          --profile  (every server runs with --cpu-prof into bench/out/prof/; --profile-us=N samples
 //                      every N µs instead of every 1000)
-//          --alloc-prof[=N] (connect: each server's allocations, sampled every N bytes, into bench/out/prof/)
+//          --alloc-prof[=N] (connect: each server's allocations, sampled every N bytes, into bench/out/prof/,
+//                      the last run's; sampling slows the servers, so the run's figures are not comparable)
 //          --server-flags=A,B (more Node or V8 flags for every server: --trace-deopt, say)
 //          --dist=DIR (load this plugin from DIR/index.js: a build with a proposed patch)
 //          --label=TEXT (names the JSON and Markdown output)
@@ -99,7 +100,8 @@ if (args['fanout-clients'] !== undefined) CONFIG.fanout.clients = String(args['f
 if (args['idle-clients'] !== undefined) CONFIG.idle.clients = Number(args['idle-clients'])
 if (args['connect-ms'] !== undefined) CONFIG.connect.durationMs = Number(args['connect-ms'])
 if (args['connect-warm-ms'] !== undefined) CONFIG.connect.warmMs = Number(args['connect-warm-ms'])
-if (args['connect-slices'] !== undefined) CONFIG.connect.slices = Number(args['connect-slices'])
+// Turns per subject: an even number, so that the ABBA order is balanced.
+if (args['connect-slices'] !== undefined) CONFIG.connect.slices = 2 * Math.max(1, Math.round(Number(args['connect-slices']) / 2))
 if (args['storm-clients'] !== undefined) CONFIG.storm.clients = Number(args['storm-clients'])
 const ALL_SCENARIOS = ['throughput', 'fanout', 'idle', 'connect', 'slow', 'storm', 'redis']
 const takesPart = (subject, scenario) => (PHASES[subject] ?? ['throughput', 'fanout', 'idle', 'connect', 'slow']).includes(scenario)
@@ -201,10 +203,18 @@ async function startServer (subject) {
   if (args['server-flags'] !== undefined) execArgv.push(...String(args['server-flags']).split(','))
   if (args.profile === true) {
     mkdirSync(profDir, { recursive: true })
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${args['profile-us'] ?? 1000}`)
+    const interval = args['profile-us'] === undefined || args['profile-us'] === true ? 1000 : Number(args['profile-us'])
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${interval}`)
   }
   const child = spawn('server.js', [subject], execArgv, subject.startsWith('patched') ? { BENCH_DIST: dist } : {})
-  const { port } = await waitMessage(child, (m) => m?.ready === true, 15_000, `${subject} server start`)
+  let port
+  try {
+    ({ port } = await waitMessage(child, (m) => m?.ready === true, 15_000, `${subject} server start`))
+  } catch (err) {
+    // A server that did not come up is stopped now, not left running through the other scenarios.
+    await stop(child)
+    throw err
+  }
   const call = async (msg, ms = 120_000) => {
     const id = ++rpcId
     child.send({ ...msg, id })
@@ -339,19 +349,37 @@ async function idle (subject) {
  * after the other in 5 s windows, two identical subjects differed by up to 2 % in one run. Returns
  * each subject's metrics, summed over its turns.
  */
-async function connectAll (order) {
+async function connectAll (order, log) {
   const { concurrency, durationMs, warmMs, slices } = CONFIG.connect
   const servers = new Map()
   let client
+  // A subject that fails (its server does not start, a turn fails) is left out of this run, with a
+  // line in the log; the others go on.
+  const failed = (subject, err) => {
+    log(`  connect ${subject}: FAILED ${err.message}`)
+    const server = servers.get(subject)
+    servers.delete(subject)
+    return server === undefined ? undefined : stop(server.child)
+  }
   try {
     client = await startClient()
-    for (const subject of order) servers.set(subject, await startServer(subject))
+    for (const subject of order) {
+      try {
+        servers.set(subject, await startServer(subject))
+      } catch (err) {
+        await failed(subject, err)
+      }
+    }
     // Warm-up first, unmeasured: compiling and optimising the code a connect runs is paid once per
     // process, not per connect, and a subject with more code would pay more of it in the window.
     if (warmMs > 0) {
-      for (const subject of order) {
-        client.run({ mode: 'connect', port: servers.get(subject).port, concurrency, durationMs: warmMs })
-        await client.result(warmMs + 30_000)
+      for (const subject of [...servers.keys()]) {
+        try {
+          client.run({ mode: 'connect', port: servers.get(subject).port, concurrency, durationMs: warmMs })
+          await client.result(warmMs + 30_000)
+        } catch (err) {
+          await failed(subject, err)
+        }
       }
     }
     // --alloc-prof: each server samples its allocations over the measured turns, written to
@@ -359,17 +387,27 @@ async function connectAll (order) {
     if (args['alloc-prof'] !== undefined) {
       mkdirSync(profDir, { recursive: true })
       for (const server of servers.values()) await server.call({ cmd: 'alloc-start', interval: args['alloc-prof'] === true ? 1024 : Number(args['alloc-prof']) })
+      // (Sampling slows the servers: a run with --alloc-prof is for its profiles, not its figures.)
     }
     const sums = new Map(order.map((s) => [s, { completed: 0, elapsedMs: 0, cpuUs: 0, userUs: 0, clientCpuUs: 0, errors: 0, ttfe: [] }]))
     const sliceMs = durationMs / slices
     for (let i = 0; i < slices; i++) {
       for (const subject of i % 2 === 0 ? order : [...order].reverse()) {
         const server = servers.get(subject)
+        if (server === undefined) continue
         const sum = sums.get(subject)
-        await server.call({ cmd: 'cpu-start' })
-        client.run({ mode: 'connect', port: server.port, concurrency, durationMs: sliceMs })
-        const r = await client.result(sliceMs + 30_000)
-        const cpu = await server.call({ cmd: 'cpu-stop' })
+        let r, cpu
+        try {
+          await server.call({ cmd: 'cpu-start' })
+          client.run({ mode: 'connect', port: server.port, concurrency, durationMs: sliceMs })
+          r = await client.result(sliceMs + 30_000)
+          // The server's share of the last connections' closes lands in its turn.
+          await delay(20)
+          cpu = await server.call({ cmd: 'cpu-stop' })
+        } catch (err) {
+          await failed(subject, err)
+          continue
+        }
         sum.completed += r.completed
         sum.elapsedMs += r.elapsedMs
         sum.cpuUs += cpu.cpuUs
@@ -384,6 +422,7 @@ async function connectAll (order) {
     }
     const out = {}
     for (const [subject, sum] of sums) {
+      if (!servers.has(subject)) continue
       const sorted = concatSorted(sum.ttfe)
       out[subject] = {
         connPerSec: sum.completed / (sum.elapsedMs / 1000),
@@ -732,8 +771,9 @@ async function main () {
         // All subjects in one window, in turns (see connectAll()).
         const t0 = Date.now()
         try {
-          const all = await connectAll(order)
+          const all = await connectAll(order, log)
           for (const subject of order) {
+            if (all[subject] === undefined) continue
             runs[subject].push(all[subject])
             log(`  connect run ${r + 1} ${subject}: ${JSON.stringify(all[subject], (k, v) => typeof v === 'number' ? +v.toPrecision(4) : v)}`)
           }
