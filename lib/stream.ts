@@ -198,6 +198,18 @@ class StreamContext implements SseContext {
   }
 }
 
+/** A stream has ended: its log line, and its message on the close channel. */
+function ended (stream: SseStream, reason: SseCloseReason): void {
+  const level = stream.options.logLevel
+  const durationMs = Math.round(performance.now() - stream.started)
+  if (level !== 'silent') {
+    stream.log[level]({ sse: { reason, durationMs, events: stream.events, bytes: stream.bytes } }, 'fastify-sse-stream: stream ended')
+  }
+  if (channels.streamClose.hasSubscribers) {
+    channels.streamClose.publish({ reqId: stream.reqId, route: stream.route, reason, durationMs, events: stream.events, bytes: stream.bytes })
+  }
+}
+
 /** Whether `error` is what an API waiting on a signal rejects with once it aborts with `reason`. */
 function isAbortOf (error: unknown, reason: unknown): boolean {
   // fetch() and signal.throwIfAborted() reject with the reason itself; the Node APIs given a
@@ -238,7 +250,8 @@ export class SseStream {
   private opening = ''
   // Whole ms of performance.now(): small integers, which a field holds without a heap number.
   private lastWrite = 0
-  private started = 0
+  /** When it opened (whole ms of performance.now()). */
+  started = 0
   private waitingForDrain = false
   // Whether the drain listener is on (see pressed()).
   private drainWatched = false
@@ -647,68 +660,72 @@ export class SseStream {
     // Once shutdown has begun, that is why the stream ends, whatever ends it first.
     if (this.abortedFor === 'shutdown') reason = 'shutdown'
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
-    const { res, socket } = this
     // The response's close and error listeners stay: the response ends with the stream, and on a
     // later close or error they find it closed and do nothing.
-    if (this.drainWatched) {
-      const chunked = this.chunked as (Socket & ChunkCarrier) | null
-      if (chunked === null) {
-        res.off('drain', onResponseDrain)
-      } else {
-        chunked.off('drain', onSocketDrain)
-        chunked[kChunked] = undefined
-      }
-      res.off('socket', onResponseSocket)
-    }
+    if (this.drainWatched) this.unwatchDrain()
     // The socket outlives the stream on a keep-alive connection.
-    if (this.onSocketClose !== null) socket!.off('close', this.onSocketClose)
+    if (this.onSocketClose !== null) this.socket!.off('close', this.onSocketClose)
     this.waitingForDrain = false
     this.plugin.closed(this, reason)
     this.abort(reason)
     const producer = this.producer
     this.producer = null
     producer?.[kRelease]()
-    if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') {
-      // The peer is gone or not reading: a graceful end would wait on it forever.
-      // What this tick wrote is still corked with the head (see open()): send it first. Node 20
-      // and 22 cork the socket; Node 24 corks the response, which then holds the tick's chunks.
-      while (res.writableCorked > 0) res.uncork()
-      socket?.uncork()
-      res.destroy()
-    } else {
-      this.flushOpening()
-      // What is left of a large frame goes out before the end (and the retry line).
-      if (this.rest.length !== 0) this.out(this.rest)
-      this.rest = ''
-      // Clients come back spread over a window, not all in the same second: after a shutdown, and
-      // after a lifetime (they resume by id, on whichever node takes them). Only the line: a
-      // blank line would make fetch-event-source fire an empty message, and the field takes
-      // effect as soon as it is read.
-      const range = reason === 'shutdown'
-        ? this.options.shutdownRetry
-        : reason === 'max-age' || reason === 'expired' ? this.options.expiryRetry : false
-      if (range !== false && !gone) {
-        const line = 'retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n'
-        // Not through write(): the stream is closed, and a write
-        // that fills the socket would arm a write deadline that no drain clears any more.
-        this.out(line)
-        this.bytes += line.length
-      }
-      // At shutdown the connection goes once the response has left: destroySoon() ends the socket
-      // and closes it as soon as its data is written, as Node does after a `Connection: close`
-      // response, so that closing the server waits on no client's FIN.
-      if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.destroySoon())
-      res.end()
-    }
-    const level = this.options.logLevel
-    const durationMs = Math.round(performance.now() - this.started)
-    if (level !== 'silent') {
-      this.log[level]({ sse: { reason, durationMs, events: this.events, bytes: this.bytes } }, 'fastify-sse-stream: stream ended')
-    }
-    if (channels.streamClose.hasSubscribers) {
-      channels.streamClose.publish({ reqId: this.reqId, route: this.route, reason, durationMs, events: this.events, bytes: this.bytes })
-    }
+    // The peer is gone or not reading: a graceful end would wait on it forever.
+    if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') this.cut()
+    else this.finish(reason, gone)
+    ended(this, reason)
     this.resolveDone?.()
+  }
+
+  /** Drops the drain listeners (close()). */
+  private unwatchDrain (): void {
+    const chunked = this.chunked as (Socket & ChunkCarrier) | null
+    if (chunked === null) {
+      this.res.off('drain', onResponseDrain)
+    } else {
+      chunked.off('drain', onSocketDrain)
+      chunked[kChunked] = undefined
+    }
+    this.res.off('socket', onResponseSocket)
+  }
+
+  /** Ends a response whose peer is gone or not reading (close()). */
+  private cut (): void {
+    const res = this.res
+    // What this tick wrote is still corked with the head (see open()): send it first. Node 20
+    // and 22 cork the socket; Node 24 corks the response, which then holds the tick's chunks.
+    while (res.writableCorked > 0) res.uncork()
+    this.socket?.uncork()
+    res.destroy()
+  }
+
+  /** Ends the response gracefully, with a `retry:` line after a shutdown or a lifetime (close()). */
+  private finish (reason: SseCloseReason, gone: boolean): void {
+    const { res, socket } = this
+    this.flushOpening()
+    // What is left of a large frame goes out before the end (and the retry line).
+    if (this.rest.length !== 0) this.out(this.rest)
+    this.rest = ''
+    // Clients come back spread over a window, not all in the same second: after a shutdown, and
+    // after a lifetime (they resume by id, on whichever node takes them). Only the line: a
+    // blank line would make fetch-event-source fire an empty message, and the field takes
+    // effect as soon as it is read.
+    const range = reason === 'shutdown'
+      ? this.options.shutdownRetry
+      : reason === 'max-age' || reason === 'expired' ? this.options.expiryRetry : false
+    if (range !== false && !gone) {
+      const line = 'retry: ' + (range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1))) + '\n'
+      // Not through write(): the stream is closed, and a write
+      // that fills the socket would arm a write deadline that no drain clears any more.
+      this.out(line)
+      this.bytes += line.length
+    }
+    // At shutdown the connection goes once the response has left: destroySoon() ends the socket
+    // and closes it as soon as its data is written, as Node does after a `Connection: close`
+    // response, so that closing the server waits on no client's FIN.
+    if (reason === 'shutdown' && socket !== null) res.once('finish', () => socket.destroySoon())
+    res.end()
   }
 
   /**
