@@ -669,6 +669,15 @@ function targets (results) {
     if (control !== undefined) {
       lines.push(`- (noise control: the floor against itself, rate ${fmt.ratio(control.connPerSec / cr[FLOOR].connPerSec)}, CPU per connect ${fmt.ratio(control.cpuUsPerConn / cr[FLOOR].cpuUsPerConn)})`)
     }
+    // The same ratios paired: each run's ratio (its subjects shared one window), then their median.
+    // The ratio of two medians above can pair a subject's good run with the floor's bad one.
+    const paired = (subject, key) => {
+      const ratios = (results.connect[0].windows ?? []).filter((w) => w[subject] && w[FLOOR]).map((w) => w[subject][key] / w[FLOOR][key])
+      return ratios.length === 0 ? undefined : median(ratios)
+    }
+    const parts = [OURS, 'patched', 'fastify-floor-control'].filter((s) => paired(s, 'connPerSec') !== undefined)
+      .map((s) => `${SUBJECTS[s] ?? s}: rate ${fmt.ratio(paired(s, 'connPerSec'))}, CPU per connect ${fmt.ratio(paired(s, 'cpuUsPerConn'))}`)
+    if (parts.length > 0) lines.push(`- (paired, the median of each run's own ratio to the floor: ${parts.join('; ')})`)
   }
   // The hub (issue 10). Saturated fan-out (5,000 clients): on schedule and cheap; below that,
   // no dearer and no later than raw node:http.
@@ -764,6 +773,9 @@ async function main () {
     const taking = subjects.filter((s) => takesPart(s, key))
     if (taking.length === 0) continue
     const runs = Object.fromEntries(taking.map((s) => [s, []]))
+    // The connect scenario's runs whole, every subject's figures of one window together, for the
+    // paired ratios (see targets()).
+    const windows = []
     for (let r = 0; r < CONFIG.runs; r++) {
       // Rotate the order each run, so that no subject always goes first on a warm or busy machine.
       const order = taking.map((_, i) => taking[(i + r) % taking.length])
@@ -772,6 +784,7 @@ async function main () {
         const t0 = Date.now()
         try {
           const all = await connectAll(order, log)
+          windows.push(all)
           for (const subject of order) {
             if (all[subject] === undefined) continue
             runs[subject].push(all[subject])
@@ -796,7 +809,7 @@ async function main () {
     }
     const med = {}
     for (const s of taking) if (runs[s].length > 0) med[s] = medians(runs[s])
-    ;(results[key] ??= []).push({ count, runs, medians: med })
+    ;(results[key] ??= []).push({ count, runs, medians: med, ...(key === 'connect' ? { windows } : {}) })
   }
 
   let redis = null
