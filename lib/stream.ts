@@ -198,18 +198,6 @@ class StreamContext implements SseContext {
   }
 }
 
-/** A stream has ended: its log line, and its message on the close channel. */
-function ended (stream: SseStream, reason: SseCloseReason): void {
-  const level = stream.options.logLevel
-  const durationMs = Math.round(performance.now() - stream.started)
-  if (level !== 'silent') {
-    stream.log[level]({ sse: { reason, durationMs, events: stream.events, bytes: stream.bytes } }, 'fastify-sse-stream: stream ended')
-  }
-  if (channels.streamClose.hasSubscribers) {
-    channels.streamClose.publish({ reqId: stream.reqId, route: stream.route, reason, durationMs, events: stream.events, bytes: stream.bytes })
-  }
-}
-
 /** Whether `error` is what an API waiting on a signal rejects with once it aborts with `reason`. */
 function isAbortOf (error: unknown, reason: unknown): boolean {
   // fetch() and signal.throwIfAborted() reject with the reason itself; the Node APIs given a
@@ -250,8 +238,7 @@ export class SseStream {
   private opening = ''
   // Whole ms of performance.now(): small integers, which a field holds without a heap number.
   private lastWrite = 0
-  /** When it opened (whole ms of performance.now()). */
-  started = 0
+  private started = 0
   private waitingForDrain = false
   // Whether the drain listener is on (see pressed()).
   private drainWatched = false
@@ -674,8 +661,20 @@ export class SseStream {
     // The peer is gone or not reading: a graceful end would wait on it forever.
     if (reason === 'stalled' || reason === 'overflow' || reason === 'client-closed') this.cut()
     else this.finish(reason, gone)
-    ended(this, reason)
+    this.ended(reason)
     this.resolveDone?.()
+  }
+
+  /** The stream has ended (close()): its log line, and its message on the close channel. */
+  private ended (reason: SseCloseReason): void {
+    const level = this.options.logLevel
+    const durationMs = Math.round(performance.now() - this.started)
+    if (level !== 'silent') {
+      this.log[level]({ sse: { reason, durationMs, events: this.events, bytes: this.bytes } }, 'fastify-sse-stream: stream ended')
+    }
+    if (channels.streamClose.hasSubscribers) {
+      channels.streamClose.publish({ reqId: this.reqId, route: this.route, reason, durationMs, events: this.events, bytes: this.bytes })
+    }
   }
 
   /** Drops the drain listeners (close()). */
