@@ -43,8 +43,48 @@ function counters<K extends string> (keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>
 }
 
+/**
+ * The open streams of a plugin instance: an array of slots, each stream knowing its own, so that a
+ * stream's open and end (every connect) are a store into a slot rather than an insert into a hash
+ * table and a delete from it. A slot freed is reused. Iterating skips a stream that ends
+ * meanwhile, as iterating a Set does. (Streams never point at each other: a list threaded through
+ * them would let an ended stream that the GC has promoted keep the next one alive.)
+ */
+export class OpenStreams implements Iterable<SseStream> {
+  size = 0
+  private readonly slots: Array<SseStream | null> = []
+  private readonly free: number[] = []
+
+  add (stream: SseStream): void {
+    const slot = this.free.length === 0 ? this.slots.length : this.free.pop()!
+    this.slots[slot] = stream
+    stream.slot = slot
+    this.size++
+  }
+
+  /** Takes out a stream that add() put in (once). */
+  delete (stream: SseStream): void {
+    // The last one: the slots start over, so that a peak of streams is not scanned for ever after.
+    if (--this.size === 0) {
+      this.slots.length = 0
+      this.free.length = 0
+      return
+    }
+    this.slots[stream.slot] = null
+    this.free.push(stream.slot)
+  }
+
+  * [Symbol.iterator] (): Iterator<SseStream> {
+    const slots = this.slots
+    for (let i = 0; i < slots.length; i++) {
+      const stream = slots[i]
+      if (stream !== null) yield stream
+    }
+  }
+}
+
 /** The grace period `grace` is over: the streams given it end now, between two frames. */
-function endGrace (streams: Set<SseStream>, grace: number): void {
+function endGrace (streams: OpenStreams, grace: number): void {
   for (const stream of Array.from(streams)) if (stream.options.shutdownGrace === grace) stream.close('shutdown')
 }
 
@@ -56,7 +96,7 @@ function endGrace (streams: Set<SseStream>, grace: number): void {
  */
 export class PluginState {
   /** The open streams, for the scheduler, the stats and the shutdown. */
-  readonly streams = new Set<SseStream>()
+  readonly streams = new OpenStreams()
   /** Replies of `sse: true` routes whose handler returned and waits for reply.sse(). */
   readonly waiting = new Set<FastifyReply>()
   /** One timer for the heartbeats and the lifetimes of every stream. */

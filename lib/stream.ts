@@ -267,6 +267,8 @@ export class SseStream {
   // When the stream ends on its own (performance.now() ms), and as what; none by default.
   private endAt = 0
   private endFor: 'max-age' | 'expired' | undefined = undefined
+  /** Its slot among the plugin's open streams (see OpenStreams). */
+  slot = 0
 
   constructor (
     private readonly plugin: PluginState,
