@@ -58,17 +58,38 @@ function isEmpty (headers: OutgoingHttpHeaders): boolean {
   return true
 }
 
+// Where Fastify keeps a reply's own headers, found on the first reply (see noHeaders()).
+let kReplyHeaders: symbol | undefined
+
+/** The symbol with this description on `object` (Fastify's own stores); one that nothing has if none. */
+export function fastifyKey (object: object, description: string): symbol {
+  return Object.getOwnPropertySymbols(object).find((s) => s.description === description) ?? Symbol('none')
+}
+
+/**
+ * Whether neither the reply nor its raw response has a header set. This is what most streams
+ * ask, on every connect, and reply.getHeaders() answers it by copying both sets into a new
+ * object, the raw response's into one made for the purpose. Fastify keeps a reply's own headers
+ * in a plain object under a symbol of its own (Fastify 3 to 5): read there, the answer
+ * costs no copy. Should a version keep them elsewhere, the answer is no, and getHeaders() is used.
+ */
+export function noHeaders (reply: FastifyReply): boolean {
+  kReplyHeaders ??= fastifyKey(reply, 'fastify.reply.headers')
+  const own = (reply as unknown as Record<symbol, unknown>)[kReplyHeaders]
+  return typeof own === 'object' && own !== null && isEmpty(own as OutgoingHttpHeaders) && reply.raw.getHeaderNames().length === 0
+}
+
 /**
  * Headers every stream sends, over those set earlier by hooks and plugins (CORS, say), on the
  * reply or on its raw response. `keepAlive` is whether to say `Connection: keep-alive` (HTTP/1.1
  * only); `http2` drops the connection-specific headers a hook may have set.
  */
 function streamHeaders (reply: FastifyReply, keepAlive: boolean, http2: boolean): OutgoingHttpHeaders {
-  // The reply's headers and its raw response's.
-  const headers = reply.getHeaders() as OutgoingHttpHeaders
   // Most streams: the app set none, and the head is one of two objects made once (Node only reads
   // it; frozen, so that code that would write into it fails instead of changing every later head).
-  if (isEmpty(headers)) return keepAlive ? KEEP_ALIVE_HEAD : HEAD
+  if (noHeaders(reply)) return keepAlive ? KEEP_ALIVE_HEAD : HEAD
+  // The reply's headers and its raw response's.
+  const headers = reply.getHeaders() as OutgoingHttpHeaders
   // A stream has no length, and it is never compressed: a compressor would hold events back.
   // writeHead() merges its headers into those already set on the raw response (by middleware,
   // say): remove these there as well, or they would still go out. (Never transfer-encoding:
