@@ -142,8 +142,22 @@ function onResponseSocket (this: Carrier): void {
 }
 function stall (stream: SseStream): void { stream.stall() }
 const CRLF = Buffer.from('\r\n')
+// Chunk heads for the usual sizes, from two tables of 256 strings: Number#toString(16), which every
+// frame would otherwise call, is a call into the runtime that makes a new string.
+const HEX: string[] = []
+const HEX_CRLF: string[] = []
+const HEX2_CRLF: string[] = []
+for (let i = 0; i < 256; i++) {
+  const hex = i.toString(16)
+  HEX.push(hex)
+  HEX_CRLF.push(hex + '\r\n')
+  HEX2_CRLF.push(hex.padStart(2, '0') + '\r\n')
+}
+
 /** The head of an HTTP/1.1 chunk of `length` bytes. */
 export function chunkHead (length: number): string {
+  if (length < 256) return HEX_CRLF[length]!
+  if (length < 65536) return HEX[length >> 8]! + HEX2_CRLF[length & 255]!
   return length.toString(16) + '\r\n'
 }
 function uncork (socket: Socket): void { socket.uncork() }

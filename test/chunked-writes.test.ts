@@ -141,3 +141,11 @@ t.test('a pipelined stream that opens after its client left ends at once', async
   await within((await second.promise).done, 2000, '/b to end')
   t.equal(app.sse.stats().ended['client-closed'], 2, '/b ended as client-closed, as /a did')
 })
+
+t.test('chunk heads: the size in hex, for every size a frame or a piece of one can have', async (t) => {
+  const { chunkHead } = await import('../lib/stream.js')
+  const sizes = [0, 1, 15, 16, 255, 256, 257, 4095, 4096, 65535, 65536, 65537, 196608, 1048576]
+  for (let n = 0; n < 70000; n += 97) sizes.push(n)
+  const wrong = sizes.filter((n) => chunkHead(n) !== n.toString(16) + '\r\n')
+  t.same(wrong, [], 'each head is the size in lowercase hex, without leading zeros, then CRLF')
+})
