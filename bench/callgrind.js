@@ -9,6 +9,7 @@
 //     [--dist=DIR (adds 'patched')] [--ours=DIR] [--warm=1000] [--connects=2000] [--concurrency=10]
 //   node bench/callgrind.js --cpu-prof --connects=20000   # a V8 CPU profile of each server instead
 //   node bench/callgrind.js --cache-sim                    # simulated cache misses per connect too
+//   node bench/callgrind.js --node-flags=single-threaded   # repeatable counts: no V8 helper threads
 import { spawn } from 'node:child_process'
 import { createWriteStream, readFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
@@ -70,7 +71,10 @@ async function run (subject, count, concurrency, outDir) {
   // --ours=DIR: the subject fastify-sse-stream from a copy of the build, which a rebuild during
   // the (long) run cannot change under it.
   else if (subject === 'fastify-sse-stream' && args.ours !== undefined) env.BENCH_DIST = path.resolve(String(args.ours), 'index.js')
-  const server = [process.execPath, '--expose-gc', fileURLToPath(import.meta.url), '--mode=server', `--subject=${subject}`]
+  // --node-flags=A,B: V8 or Node flags for the server; --node-flags=single-threaded makes the counts
+  // repeatable (no background compiles or GC threads whose timing moves work between the windows).
+  const nodeFlags = args['node-flags'] === undefined ? [] : String(args['node-flags']).split(',').map((f) => '--' + f)
+  const server = [process.execPath, ...nodeFlags, '--expose-gc', fileURLToPath(import.meta.url), '--mode=server', `--subject=${subject}`]
   // --cpu-prof: a V8 CPU profile of the server instead (bench/profile-summary.js reads it).
   const traced = args.trace === undefined ? [] : String(args.trace).split(',').map((f) => '--' + f)
   const child = args.trace !== undefined
