@@ -62,9 +62,11 @@ export class OpenStreams implements Iterable<SseStream> {
     this.size++
   }
 
-  /** Takes out a stream that add() put in (once). */
+  /** Takes out a stream that add() put in; nothing else (another stream's slot stays as it is). */
   delete (stream: SseStream): void {
-    // The last one: the slots start over, so that a peak of streams is not scanned for ever after.
+    if (this.slots[stream.slot] !== stream) return
+    // The last one: the slots start over. (While any stream is open, the slots of a past peak stay,
+    // and each pass of the scheduler looks at them: a comparison each, once a second at most.)
     if (--this.size === 0) {
       this.slots.length = 0
       this.free.length = 0

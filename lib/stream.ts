@@ -58,8 +58,9 @@ function isEmpty (headers: OutgoingHttpHeaders): boolean {
   return true
 }
 
-// Where Fastify keeps a reply's own headers, found on the first reply (see noHeaders()).
-let kReplyHeaders: symbol | undefined
+// Where Fastify keeps a reply's own headers (see noHeaders()): looked up on the first reply, and again
+// on a reply that lacks it (one of another copy of Fastify in the process: its symbols are its own).
+let kReplyHeaders = Symbol('none')
 
 /** The symbol with this description on `object` (Fastify's own stores); one that nothing has if none. */
 export function fastifyKey (object: object, description: string): symbol {
@@ -74,8 +75,11 @@ export function fastifyKey (object: object, description: string): symbol {
  * costs no copy. Should a version keep them elsewhere, the answer is no, and getHeaders() is used.
  */
 export function noHeaders (reply: FastifyReply): boolean {
-  kReplyHeaders ??= fastifyKey(reply, 'fastify.reply.headers')
-  const own = (reply as unknown as Record<symbol, unknown>)[kReplyHeaders]
+  let own = (reply as unknown as Record<symbol, unknown>)[kReplyHeaders]
+  if (own === undefined) {
+    kReplyHeaders = fastifyKey(reply, 'fastify.reply.headers')
+    own = (reply as unknown as Record<symbol, unknown>)[kReplyHeaders]
+  }
   return typeof own === 'object' && own !== null && isEmpty(own as OutgoingHttpHeaders) && reply.raw.getHeaderNames().length === 0
 }
 
@@ -142,8 +146,8 @@ function onResponseSocket (this: Carrier): void {
 }
 function stall (stream: SseStream): void { stream.stall() }
 const CRLF = Buffer.from('\r\n')
-// Chunk heads for the usual sizes, from two tables of 256 strings: Number#toString(16), which every
-// frame would otherwise call, is a call into the runtime that makes a new string.
+// Chunk heads for sizes below 64 KiB, from tables of 256 strings made once (one join of two above
+// 255): Number#toString(16), which every frame would otherwise call, is a call into the runtime.
 const HEX: string[] = []
 const HEX_CRLF: string[] = []
 const HEX2_CRLF: string[] = []

@@ -144,8 +144,8 @@ t.test('a pipelined stream that opens after its client left ends at once', async
 
 t.test('chunk heads: the size in hex, for every size a frame or a piece of one can have', async (t) => {
   const { chunkHead } = await import('../lib/stream.js')
-  const sizes = [0, 1, 15, 16, 255, 256, 257, 4095, 4096, 65535, 65536, 65537, 196608, 1048576]
-  for (let n = 0; n < 70000; n += 97) sizes.push(n)
+  const sizes = [196608, 1048576]
+  for (let n = 0; n < 70000; n++) sizes.push(n)
   const wrong = sizes.filter((n) => chunkHead(n) !== n.toString(16) + '\r\n')
   t.same(wrong, [], 'each head is the size in lowercase hex, without leading zeros, then CRLF')
 })

@@ -30,7 +30,7 @@ t.test('noHeaders() sees a header set on the reply or on its raw response, and i
   t.equal(res.body, 'ok')
 })
 
-t.test('where Fastify keeps no such store, reply.getHeaders() answers', async (t) => {
+t.test('a reply with a store of its own (another copy of Fastify), or none', async (t) => {
   // A real reply first: the key is found once, on the first reply it is asked of.
   const app = Fastify()
   t.teardown(() => app.close())
@@ -39,8 +39,14 @@ t.test('where Fastify keeps no such store, reply.getHeaders() answers', async (t
   const none = fastifyKey({ [Symbol('other')]: {} }, 'fastify.reply.headers')
   t.equal(none.description, 'none', 'a key that nothing has')
   t.equal(({} as Record<symbol, unknown>)[none], undefined)
-  // A reply without the store, as a Fastify that kept its headers elsewhere would give.
-  t.equal(noHeaders({ raw: { getHeaderNames: () => [] } } as unknown as FastifyReply), false, 'getHeaders() is used then')
+  // Another copy of Fastify in the process has symbols of its own: its replies' store is found too.
+  const raw = { getHeaderNames: () => [] }
+  const other = Symbol('fastify.reply.headers')
+  t.equal(noHeaders({ [other]: {}, raw } as unknown as FastifyReply), true, 'none set in the other copy\'s store')
+  t.equal(noHeaders({ [other]: { 'x-one': '1' }, raw } as unknown as FastifyReply), false, 'one set there')
+  // A reply without the store, as a Fastify that kept its headers elsewhere would give: the answer is
+  // no, and streamHeaders() asks reply.getHeaders().
+  t.equal(noHeaders({ raw } as unknown as FastifyReply), false)
 })
 
 t.test('the head carries what hooks set on the reply and on the raw response, or only its own', async (t) => {

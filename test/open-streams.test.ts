@@ -3,6 +3,8 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import sse from '../index.js'
+import { OpenStreams } from '../lib/plugin-state.js'
+import type { SseStream } from '../lib/stream.js'
 import { type Client, listen, open } from './helpers/stream.js'
 
 /** Resolves once the client has read a heartbeat after what it had read so far. */
@@ -56,7 +58,7 @@ t.test('streams that open and end in any order are all counted, heartbeated and 
   // The shutdown finds it.
   await app.close()
   await last.closed
-  t.ok(last.text.endsWith('\n'), 'ended by the shutdown')
+  t.match(last.text, /\nretry: \d+\n$/, 'ended by the shutdown, with its retry line')
   t.equal(app.sse.stats().ended.shutdown, 1)
 })
 
@@ -77,4 +79,37 @@ t.test('streams that end during a scheduler pass do not stop it for the others',
   await Promise.all(long.map(nextPing))
   t.equal(app.sse.stats().streams.open, 6, 'the six long ones are open, and had a heartbeat since')
   for (const client of long) client.destroy()
+})
+
+t.test('OpenStreams: streams taken out and put in while it is iterated', async (t) => {
+  const streams = new OpenStreams()
+  const made = Array.from({ length: 6 }, (_, n) => ({ n, slot: -1 }) as unknown as SseStream & { n: number })
+  for (const stream of made) streams.add(stream)
+  const seen: number[] = []
+  const late = { n: 6, slot: -1 } as unknown as SseStream & { n: number }
+  for (const stream of streams) {
+    const { n } = stream as SseStream & { n: number }
+    seen.push(n)
+    if (n === 1) {
+      streams.delete(stream) // the current one
+      streams.delete(made[3]!) // one still to come
+      streams.add(late) // takes slot 3, still to come
+    }
+  }
+  t.same(seen, [0, 1, 2, 6, 4, 5], 'the one taken out is not seen; the one put in its slot is')
+  t.equal(streams.size, 5)
+  streams.delete(made[3]!)
+  t.equal(streams.size, 5, 'a stream that is not in it takes nothing out')
+  t.same(Array.from(streams, (s) => (s as SseStream & { n: number }).n), [0, 2, 6, 4, 5])
+  // The last ones end during a pass: it stops, and the slots start over.
+  const passed: number[] = []
+  for (const stream of streams) {
+    passed.push((stream as SseStream & { n: number }).n)
+    for (const other of Array.from(streams)) streams.delete(other)
+  }
+  t.same(passed, [0])
+  t.equal(streams.size, 0)
+  streams.add(made[0]!)
+  t.equal(made[0]!.slot, 0, 'the first stream after takes the first slot')
+  t.same(Array.from(streams), [made[0]])
 })
