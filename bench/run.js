@@ -665,8 +665,9 @@ function targets (results) {
     // Paired ratios: each run's own ratio to the floor (its subjects shared one window), then their
     // median. A ratio of two medians can pair a subject's good run with the floor's bad one, so the
     // targets are checked on the paired figures (on the medians' ratio only if no run has both).
-    const paired = (subject, key) => {
-      const ratios = (results.connect[0].windows ?? []).filter((w) => w[subject] && w[FLOOR]).map((w) => w[subject][key] / w[FLOOR][key])
+    // `floorOf` is the floor a run's ratio is taken to (undefined: the run does not count).
+    const paired = (subject, key, floorOf = (w) => w[FLOOR]?.[key]) => {
+      const ratios = (results.connect[0].windows ?? []).filter((w) => w[subject] && floorOf(w) !== undefined).map((w) => w[subject][key] / floorOf(w))
       return ratios.length === 0 ? undefined : median(ratios)
     }
     const ratio3 = (x) => x.toFixed(3) + '×'
@@ -683,11 +684,7 @@ function targets (results) {
     // With the noise control in the run, a second estimate of the same ratio: in each run, the mean of
     // the floor's two copies as the floor. A cross-check, not the target's figure: the two copies' noise
     // is largely shared (they run in one window), so the mean narrows the spread only a little.
-    const bothFloors = (subject, key) => {
-      const ratios = (results.connect[0].windows ?? []).filter((w) => w[subject] && w[FLOOR] && w[CONTROL])
-        .map((w) => w[subject][key] / ((w[FLOOR][key] + w[CONTROL][key]) / 2))
-      return ratios.length === 0 ? undefined : median(ratios)
-    }
+    const bothFloors = (subject, key) => paired(subject, key, (w) => w[FLOOR] && w[CONTROL] ? (w[FLOOR][key] + w[CONTROL][key]) / 2 : undefined)
     const both = [OURS, 'patched'].filter((s) => cr[s] !== undefined && bothFloors(s, 'connPerSec') !== undefined)
       .map((s) => `${SUBJECTS[s]}: rate ${ratio3(bothFloors(s, 'connPerSec'))}, CPU per connect ${ratio3(bothFloors(s, 'cpuUsPerConn'))}`)
     if (both.length > 0) lines.push(`- (paired against the mean of the two floors of each run: ${both.join('; ')})`)
