@@ -7,7 +7,8 @@ export interface Scheduled {
 }
 
 // The scheduler looks at every stream this often, at most: a heartbeat goes out between one and
-// 1.25 intervals after the last write (sooner for short intervals, see watch()).
+// 1.25 intervals after the last write (sooner for short intervals, see watch()), or after its first
+// look at a stream that opened without reading the clock (SseStream.open()).
 const MAX_TICK = 1000
 
 /**

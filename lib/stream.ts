@@ -7,7 +7,7 @@ import { channels } from './diagnostics.js'
 import { encodeEvent } from './encoder.js'
 import { FST_ERR_SSE_CLOSED } from './errors.js'
 import { cachedLastEventId, readLastEventId } from './last-event-id.js'
-import type { ResolvedOptions } from './options.js'
+import type { LogLevel, ResolvedOptions } from './options.js'
 import type { PluginState } from './plugin-state.js'
 
 export const kResume = Symbol('fastify-sse-stream.resume')
@@ -81,6 +81,50 @@ export function noHeaders (reply: FastifyReply): boolean {
     own = (reply as unknown as Record<symbol, unknown>)[kReplyHeaders]
   }
   return typeof own === 'object' && own !== null && isEmpty(own as OutgoingHttpHeaders) && reply.raw.getHeaderNames().length === 0
+}
+
+// Where Fastify keeps a request's route context (see routeUrl()), found as kReplyHeaders is.
+let kRouteContext = Symbol('none')
+
+/**
+ * The route's URL as declared (`/events/:room`), '' for a not-found handler: for the stats and the
+ * diagnostics channels. request.routeOptions answers it by making an object of a dozen fields,
+ * and asking the server about its constraints, on every read: a fifth of a microsecond of every
+ * connect (bench/RESULTS.md, session 10). Fastify keeps it in the config of the route context it
+ * gives each request (Fastify 4 and 5); should a version keep it elsewhere, routeOptions answers.
+ */
+export function routeUrl (request: FastifyRequest): string {
+  let context = (request as unknown as Record<symbol, { config?: { url?: unknown } } | undefined>)[kRouteContext]
+  if (context === undefined) {
+    kRouteContext = fastifyKey(request, 'fastify.context')
+    context = (request as unknown as Record<symbol, { config?: { url?: unknown } } | undefined>)[kRouteContext]
+  }
+  const url = context?.config?.url
+  return typeof url === 'string' ? url : request.routeOptions.url ?? ''
+}
+
+/**
+ * Whether `log` writes at `level`. pino puts a function named `noop` in place of each level it
+ * drops, and so does the logger Fastify uses when logging is off (abstract-logging): a line built
+ * for one of those is thrown away, and so is the clock read that measured it.
+ */
+export function logsAt (log: FastifyBaseLogger, level: LogLevel): boolean {
+  if (level === 'silent') return false
+  // The last method asked about, and its answer: a function's name is read through a native
+  // accessor, and every connect asks twice of the same one or two methods.
+  const method = log[level]
+  if (method !== lastMethod) {
+    lastMethod = method
+    lastWrites = method.name !== 'noop'
+  }
+  return lastWrites
+}
+let lastMethod: unknown = null
+let lastWrites = false
+
+/** performance.now() in whole ms: a small integer, which a field holds without a heap number. */
+function clock (): number {
+  return Math.floor(performance.now())
 }
 
 /**
@@ -275,7 +319,8 @@ export class SseStream {
   // a subscription) the stream opens, which carries them in the same chunk (one write less per
   // stream), or until the end of that tick or turn (see open()).
   private opening = ''
-  // Whole ms of performance.now(): small integers, which a field holds without a heap number.
+  // Whole ms of clock(), or -1 until the scheduler's first look at a stream that opened without
+  // reading the clock (see open()).
   private lastWrite = 0
   private started = 0
   private waitingForDrain = false
@@ -395,11 +440,18 @@ export class SseStream {
         socket.on('close', this.onSocketClose)
       }
     }
-    // A not-found handler has no route URL.
-    this.route = request.routeOptions.url ?? ''
+    this.route = routeUrl(request)
     this.reqId = request.id
     plugin.opened(this)
-    const started = this.started = this.lastWrite = Math.floor(performance.now())
+    // The clock is read when something will want the stream's start: a lifetime, the end line, the
+    // close channel. Otherwise (no logger, no subscriber, as Fastify itself reads no clock for a
+    // request without a logger), the scheduler's first look, within a tick, stands for it: the
+    // first heartbeat comes a whole interval after that look, never before. (A stream without a
+    // heartbeat reads it: the scheduler may not be running to look at it.)
+    const { maxAge, expiresAt } = options
+    const timed = options.heartbeat === 0 || maxAge > 0 || expiresAt !== undefined ||
+      channels.streamClose.hasSubscribers || logsAt(this.log, options.logLevel)
+    const started = this.started = this.lastWrite = timed ? clock() : -1
     // The head is handed over at once, as a chunk of its own: Node keeps the head it sent, and
     // sent together with a first frame it stays a tree of every header line's pieces (about 450
     // bytes held by each idle stream); sent alone it is made one flat string. The socket stays
@@ -438,7 +490,6 @@ export class SseStream {
       }
     }
     if (options.heartbeat > 0) plugin.scheduler.watch(options.heartbeat)
-    const { maxAge, expiresAt } = options
     if (maxAge > 0) {
       // 80 to 100 % of it: streams opened together (after a deploy, say) do not end together.
       this.endAt = started + Math.floor(maxAge * (0.8 + 0.2 * Math.random()))
@@ -470,8 +521,8 @@ export class SseStream {
     // Every frame resets the heartbeat. A clock read is cheaper than re-arming the timer on each
     // write: the timer looks at this when it fires, and waits out the rest of the interval. (Not
     // for a first frame that takes the opening lines: it goes out in the tick or turn the stream
-    // opened, which read the clock.)
-    if (this.opening === '') this.lastWrite = Math.floor(performance.now())
+    // opened, which read the clock or left it to the scheduler's first look.)
+    if (this.opening === '') this.lastWrite = clock()
     const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
     this.bytes += size
     // While the rest of a large frame waits (see PIECE), the socket is full: every producer waits
@@ -611,7 +662,7 @@ export class SseStream {
     // of its first turn: the opening lines go first, through write().
     if (socket === null || frames.length > PIECE || this.opening !== '') return this.writeFrames(frames, events)
     this.events += events
-    this.lastWrite = Math.floor(performance.now())
+    this.lastWrite = clock()
     this.bytes += frames.length
     if (socket.write(chunk)) return true
     this.pressed()
@@ -709,11 +760,16 @@ export class SseStream {
   /** The stream has ended (close()): its log line, and its message on the close channel. */
   private ended (reason: SseCloseReason): void {
     const level = this.options.logLevel
-    const durationMs = Math.round(performance.now() - this.started)
-    if (level !== 'silent') {
+    const logs = logsAt(this.log, level)
+    const publish = channels.streamClose.hasSubscribers
+    if (!logs && !publish) return
+    // A stream that opened without reading the clock, and ended before the scheduler looked at it,
+    // lasted less than a tick: 0.
+    const durationMs = this.started < 0 ? 0 : Math.round(performance.now() - this.started)
+    if (logs) {
       this.log[level]({ sse: { reason, durationMs, events: this.events, bytes: this.bytes } }, 'fastify-sse-stream: stream ended')
     }
-    if (channels.streamClose.hasSubscribers) {
+    if (publish) {
       channels.streamClose.publish({ reqId: this.reqId, route: this.route, reason, durationMs, events: this.events, bytes: this.bytes })
     }
   }
@@ -782,7 +838,7 @@ export class SseStream {
     this.progressed = true
     // The socket just took what waited: a heartbeat is due an interval from now, not before the
     // producer resumes (which it does on the next turn).
-    this.lastWrite = Math.floor(performance.now())
+    this.lastWrite = clock()
     if (this.rest.length !== 0) {
       const rest = this.rest
       this.rest = ''
@@ -821,6 +877,9 @@ export class SseStream {
     // Its lifetime is over: it ends between two frames (a full socket waits for its drain, or
     // for the write deadline). Not once a shutdown has begun: that ends it.
     if (this.endFor !== undefined && now >= this.endAt && this.state === OPEN) return this.close(this.endFor)
+    // Opened without a clock read (see open()): this look is where its intervals start.
+    if (this.started < 0) this.started = Math.floor(now)
+    if (this.lastWrite < 0) this.lastWrite = Math.floor(now)
     const interval = this.options.heartbeat
     if (interval > 0 && now - this.lastWrite >= interval) this.write(HEARTBEAT)
   }
