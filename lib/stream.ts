@@ -98,9 +98,11 @@ export function routeUrl (request: FastifyRequest): string {
   if (context === undefined) {
     kRouteContext = fastifyKey(request, 'fastify.context')
     context = (request as unknown as Record<symbol, { config?: { url?: unknown } } | undefined>)[kRouteContext]
+    if (context === undefined) return request.routeOptions.url ?? ''
   }
-  const url = context?.config?.url
-  return typeof url === 'string' ? url : request.routeOptions.url ?? ''
+  // routeOptions.url is this very field (a not-found handler's context has none).
+  const url = context.config?.url
+  return typeof url === 'string' ? url : ''
 }
 
 /**
@@ -111,11 +113,12 @@ export function routeUrl (request: FastifyRequest): string {
 export function logsAt (log: FastifyBaseLogger, level: LogLevel): boolean {
   if (level === 'silent') return false
   // The last method asked about, and its answer: a function's name is read through a native
-  // accessor, and every connect asks twice of the same one or two methods.
-  const method = log[level]
+  // accessor, and every connect asks twice of the same one or two methods. (A logger without the
+  // method, which a hook may have put on the request, writes nothing at that level.)
+  const method = log[level] as unknown
   if (method !== lastMethod) {
     lastMethod = method
-    lastWrites = method.name !== 'noop'
+    lastWrites = typeof method === 'function' && method.name !== 'noop'
   }
   return lastWrites
 }
@@ -873,13 +876,14 @@ export class SseStream {
    * write, and never into a full socket.
    */
   tick (now: number): void {
+    // Opened without a clock read (see open()): this look is where its intervals start, full socket
+    // or not.
+    if (this.started < 0) this.started = Math.floor(now)
+    if (this.lastWrite < 0) this.lastWrite = Math.floor(now)
     if (this.backpressured || this.state === CLOSED) return
     // Its lifetime is over: it ends between two frames (a full socket waits for its drain, or
     // for the write deadline). Not once a shutdown has begun: that ends it.
     if (this.endFor !== undefined && now >= this.endAt && this.state === OPEN) return this.close(this.endFor)
-    // Opened without a clock read (see open()): this look is where its intervals start.
-    if (this.started < 0) this.started = Math.floor(now)
-    if (this.lastWrite < 0) this.lastWrite = Math.floor(now)
     const interval = this.options.heartbeat
     if (interval > 0 && now - this.lastWrite >= interval) this.write(HEARTBEAT)
   }
