@@ -2,10 +2,10 @@
 // 10): the route's URL from Fastify's route context rather than request.routeOptions; the end line
 // not built, and no clock read, when the logger drops its level and the close channel has no
 // subscriber; then the scheduler's first look stands for the stream's start.
-import t from 'tap'
-import Fastify, { type FastifyBaseLogger, type FastifyRequest } from 'fastify'
+import t, { type Test } from 'tap'
+import Fastify, { type FastifyBaseLogger, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import { subscribe as subscribeChannel, unsubscribe as unsubscribeChannel } from 'node:diagnostics_channel'
-import sse from '../index.js'
+import sse, { type SsePluginOptions } from '../index.js'
 import { fastifyKey, logsAt, routeUrl } from '../lib/stream.js'
 import { captureLogs, deferred, listen } from './helpers/http.js'
 import { isEnd, open, silentClient } from './helpers/stream.js'
@@ -57,20 +57,42 @@ t.test('logsAt(): pino drops a level, Fastify without a logger drops all, any ot
   t.equal(logsAt(custom, 'info'), true, 'a logger of its own: its lines are written')
 })
 
-t.test('without a logger or a subscriber, the first heartbeat still comes an interval after the stream opened, not before', async (t) => {
-  const HB = 200
-  const app = Fastify()
+interface CloseMessage { durationMs: number, reason: string }
+
+/** An app whose route opens a sink and sends `hello`; `openedAt()` is when the last one opened. */
+async function helloApp (t: Test, options: SsePluginOptions, fastifyOptions: FastifyServerOptions = {}): Promise<{ url: string, openedAt: () => number }> {
+  const app = Fastify(fastifyOptions)
   t.teardown(() => app.close())
-  await app.register(sse, { heartbeat: HB })
+  await app.register(sse, options)
   let opened = 0
   app.get('/', (_req, reply) => {
     opened = performance.now()
-    reply.sseSink().send({ data: 'hello' })
+    void reply.sseSink().send({ data: 'hello' })
   })
-  const client = await open(await listen(app) + '/')
+  return { url: await listen(app) + '/', openedAt: () => opened }
+}
+
+/** Listens on the close channel from now to the end of the test: `next()` is its next message. */
+function closeChannel (t: Test): { next: () => Promise<CloseMessage> } {
+  const queue: CloseMessage[] = []
+  let waiting: ((m: CloseMessage) => void) | null = null
+  const listener = (message: unknown): void => {
+    if (waiting === null) queue.push(message as CloseMessage)
+    else waiting(message as CloseMessage)
+    waiting = null
+  }
+  subscribeChannel('fastify-sse-stream:stream:close', listener)
+  t.teardown(() => unsubscribeChannel('fastify-sse-stream:stream:close', listener))
+  return { next: () => queue.length > 0 ? Promise.resolve(queue.shift()!) : new Promise((resolve) => { waiting = resolve }) }
+}
+
+t.test('without a logger or a subscriber, the first heartbeat still comes an interval after the stream opened, not before', async (t) => {
+  const HB = 200
+  const { url, openedAt } = await helloApp(t, { heartbeat: HB })
+  const client = await open(url)
   await client.waitFor('data: hello\n\n')
   await client.waitFor(': ping\n', 3000)
-  const gap = performance.now() - opened
+  const gap = performance.now() - openedAt()
   client.destroy()
   t.ok(gap >= HB, `no ping before an interval: ${Math.round(gap)} ms`)
   t.ok(gap < 3 * HB, `nor long after: ${Math.round(gap)} ms`)
@@ -78,46 +100,28 @@ t.test('without a logger or a subscriber, the first heartbeat still comes an int
 
 t.test('the close channel: a stream opened before its subscriber is measured from the scheduler\'s first look', async (t) => {
   const HB = 100
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(sse, { heartbeat: HB })
-  app.get('/', (_req, reply) => { reply.sseSink().send({ data: 'hello' }) })
-  const url = await listen(app)
-  const durations: number[] = []
-  const closed = deferred()
-  const listener = (message: unknown): void => {
-    durations.push((message as { durationMs: number }).durationMs)
-    closed.resolve()
-  }
+  const { url, openedAt } = await helloApp(t, { heartbeat: HB })
   // Opened with nothing to report its end to: no clock read.
-  const t0 = performance.now()
-  const late = await open(url + '/')
+  const late = await open(url)
   await late.waitFor('data: hello\n\n')
   // The scheduler looks within a quarter of the interval: two pings mean it has.
   await late.waitFor((text) => text.split(': ping\n').length > 2, 3000)
-  subscribeChannel('fastify-sse-stream:stream:close', listener)
-  t.teardown(() => unsubscribeChannel('fastify-sse-stream:stream:close', listener))
+  const channel = closeChannel(t)
   late.destroy()
-  await closed.promise
-  t.ok(durations[0]! >= HB && durations[0]! <= performance.now() - t0, `from the first look: ${durations[0]} ms`)
+  const { durationMs } = await channel.next()
+  t.ok(durationMs >= HB && durationMs <= performance.now() - openedAt(), `from the first look: ${durationMs} ms`)
 })
 
 t.test('the close channel: a stream opened while it has a subscriber is measured from its open', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
   // A heartbeat of an hour: the scheduler's first look comes a second after the open.
-  await app.register(sse, { heartbeat: 3_600_000 })
-  app.get('/', (_req, reply) => { reply.sseSink().send({ data: 'hello' }) })
-  const message = deferred<{ durationMs: number }>()
-  const listener = (m: unknown): void => message.resolve(m as { durationMs: number })
-  subscribeChannel('fastify-sse-stream:stream:close', listener)
-  t.teardown(() => unsubscribeChannel('fastify-sse-stream:stream:close', listener))
-  const client = await open(await listen(app) + '/')
+  const { url } = await helloApp(t, { heartbeat: 3_600_000 })
+  const channel = closeChannel(t)
+  const client = await open(url)
   await client.waitFor('data: hello\n\n')
   // Time passing is what this measures.
   await new Promise((resolve) => setTimeout(resolve, 30))
   client.destroy()
-  const { durationMs } = await message.promise
+  const { durationMs } = await channel.next()
   t.ok(durationMs >= 29 && durationMs < 1000, `${durationMs} ms`)
 })
 
@@ -129,58 +133,41 @@ t.test('a stream that ends before the scheduler looks, opened before the subscri
   const go = deferred()
   app.get('/', async (_req, reply) => {
     const sink = reply.sseSink()
-    sink.send({ data: 'hello' })
+    void sink.send({ data: 'hello' })
     await go.promise
     sink.end()
   })
   const client = await open(await listen(app) + '/')
   await client.waitFor('data: hello\n\n')
-  const message = deferred<{ durationMs: number, reason: string }>()
-  const listener = (m: unknown): void => message.resolve(m as { durationMs: number, reason: string })
-  subscribeChannel('fastify-sse-stream:stream:close', listener)
-  t.teardown(() => unsubscribeChannel('fastify-sse-stream:stream:close', listener))
+  const channel = closeChannel(t)
   go.resolve()
-  t.match(await message.promise, { reason: 'ended', durationMs: 0 })
+  t.match(await channel.next(), { reason: 'ended', durationMs: 0 })
   await client.closed
 })
 
 t.test('with a logger that writes the end line, it carries the duration from the open', async (t) => {
-  const HB = 400
   const logs = captureLogs()
-  const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
-  t.teardown(() => app.close())
-  await app.register(sse, { heartbeat: HB })
-  let openedAt = 0
-  app.get('/', (_req, reply) => {
-    openedAt = performance.now()
-    reply.sseSink().send({ data: 'hello' })
-  })
-  const client = await open(await listen(app) + '/')
+  const { url, openedAt } = await helloApp(t, { heartbeat: 400 }, { logger: { level: 'info', stream: logs.stream } })
+  const client = await open(url)
   // The scheduler's first look (up to a quarter of the interval after the open) is not its start.
   await client.waitFor(': ping\n', 3000)
-  const pinged = performance.now() - openedAt
+  const pinged = performance.now() - openedAt()
   client.destroy()
   await client.closed
   const end = await logs.waitFor(isEnd)
   t.ok(end.sse.durationMs >= Math.floor(pinged) - 1, `${end.sse.durationMs} ms, the ping came at ${Math.round(pinged)} ms`)
-  t.ok(end.sse.durationMs <= performance.now() - openedAt + 1)
+  t.ok(end.sse.durationMs <= performance.now() - openedAt() + 1)
 })
 
 t.test('a stream without a heartbeat reads the clock at its open: the scheduler may never look at it', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(sse, { heartbeat: false })
-  app.get('/', (_req, reply) => { reply.sseSink().send({ data: 'hello' }) })
-  const client = await open(await listen(app) + '/')
+  const { url } = await helloApp(t, { heartbeat: false })
+  const client = await open(url)
   await client.waitFor('data: hello\n\n')
-  const message = deferred<{ durationMs: number }>()
-  const listener = (m: unknown): void => message.resolve(m as { durationMs: number })
-  subscribeChannel('fastify-sse-stream:stream:close', listener)
-  t.teardown(() => unsubscribeChannel('fastify-sse-stream:stream:close', listener))
+  const channel = closeChannel(t)
   // Time passing is what this measures.
   await new Promise((resolve) => setTimeout(resolve, 30))
   client.destroy()
-  const { durationMs } = await message.promise
+  const { durationMs } = await channel.next()
   t.ok(durationMs >= 29, `${durationMs} ms`)
 })
 
@@ -188,20 +175,19 @@ t.test('a stream whose socket is full at every look still has its start set by t
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(sse, { heartbeat: 100, writeTimeout: false })
+  const opened = deferred()
   app.get('/', (_req, reply) => {
-    const sink = reply.sseSink()
     // More than the socket and the kernel take from a client that reads nothing.
-    void sink.send({ data: 'x'.repeat(8 * 1024 * 1024) })
+    void reply.sseSink().send({ data: 'x'.repeat(8 * 1024 * 1024) })
+    opened.resolve()
   })
   const socket = await silentClient(await listen(app) + '/')
   t.teardown(() => socket.destroy())
+  await opened.promise
   // Time passing is what this measures: the scheduler looks every 25 ms.
   await new Promise((resolve) => setTimeout(resolve, 150))
-  const message = deferred<{ durationMs: number }>()
-  const listener = (m: unknown): void => message.resolve(m as { durationMs: number })
-  subscribeChannel('fastify-sse-stream:stream:close', listener)
-  t.teardown(() => unsubscribeChannel('fastify-sse-stream:stream:close', listener))
+  const channel = closeChannel(t)
   socket.destroy()
-  const { durationMs } = await message.promise
+  const { durationMs } = await channel.next()
   t.ok(durationMs >= 50, `${durationMs} ms`)
 })
