@@ -877,9 +877,11 @@ export class SseStream {
    */
   tick (now: number): void {
     // Opened without a clock read (see open()): this look is where its intervals start, full socket
-    // or not.
-    if (this.started < 0) this.started = Math.floor(now)
-    if (this.lastWrite < 0) this.lastWrite = Math.floor(now)
+    // or not. (The two are -1 together from the open; a write may have set lastWrite since.)
+    if (this.started < 0) {
+      this.started = Math.floor(now)
+      if (this.lastWrite < 0) this.lastWrite = this.started
+    }
     if (this.backpressured || this.state === CLOSED) return
     // Its lifetime is over: it ends between two frames (a full socket waits for its drain, or
     // for the write deadline). Not once a shutdown has begun: that ends it.
