@@ -85,6 +85,7 @@ export function noHeaders (reply: FastifyReply): boolean {
 
 // Where Fastify keeps a request's route context (see routeUrl()), found as kReplyHeaders is.
 let kRouteContext = Symbol('none')
+type WithRouteContext = Record<symbol, { config?: { url?: unknown } } | undefined>
 
 /**
  * The route's URL as declared (`/events/:room`), '' for a not-found handler: for the stats and the
@@ -94,10 +95,10 @@ let kRouteContext = Symbol('none')
  * gives each request (Fastify 4 and 5); should a version keep it elsewhere, routeOptions answers.
  */
 export function routeUrl (request: FastifyRequest): string {
-  let context = (request as unknown as Record<symbol, { config?: { url?: unknown } } | undefined>)[kRouteContext]
+  let context = (request as unknown as WithRouteContext)[kRouteContext]
   if (context === undefined) {
     kRouteContext = fastifyKey(request, 'fastify.context')
-    context = (request as unknown as Record<symbol, { config?: { url?: unknown } } | undefined>)[kRouteContext]
+    context = (request as unknown as WithRouteContext)[kRouteContext]
     if (context === undefined) return request.routeOptions.url ?? ''
   }
   // routeOptions.url is this very field (a not-found handler's context has none).
